@@ -1,0 +1,107 @@
+"""Start-up checks of a composed config: unknown keys and out-of-range values stop a run before training."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mfrec.errors import ConfigError
+
+TOP_LEVEL_KEYS = {
+    "task_name", "seed", "train", "test", "ckpt_path", "print_config", "report",
+    "data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
+}
+REPORT_KEYS = {"users", "top_k", "exclude_seen", "clip"}
+# Filled in by mfrec-train from the data and the other groups, never by the model config.
+MODEL_ARGS_FROM_DATA = {"num_users", "num_movies", "global_mean", "rating_scale", "optimizer", "scheduler"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any) -> bool:
+    return _is_int(value) and value >= 1
+
+
+RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("model.embedding_dim", _positive_int, "an integer >= 1"),
+    ("model.l2", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    ("model.init_std", lambda v: v is None or (_is_number(v) and v > 0), "null (nn.Embedding's N(0, 1)) or a number > 0"),
+    ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0, e.g. 0.01"),
+    ("data.batch_size", _positive_int, "an integer >= 1"),
+    ("data.eval_batch_size", _positive_int, "an integer >= 1"),
+    ("data.batches_per_chunk", _positive_int, "an integer >= 1"),
+    ("data.val_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("data.test_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("trainer.max_epochs", _positive_int, "an integer >= 1"),
+    ("seed", lambda v: v is None or (_is_int(v) and 0 <= v < 2**32), "null or an integer in [0, 2**32)"),
+    ("report.top_k", lambda v: v is None or _positive_int(v), "null (all movies) or an integer >= 1"),
+    ("report.users", lambda v: isinstance(v, (list, ListConfig)), "a list of user ids, e.g. [0, 2]"),
+]
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key that is unknown or out of range."""
+    _check_known_keys(cfg, "", TOP_LEVEL_KEYS)
+    _check_known_keys(cfg.get("report") or {}, "report.", REPORT_KEYS)
+    for key in sorted(set(cfg.get("model") or {}) & MODEL_ARGS_FROM_DATA):
+        raise ConfigError(f"model.{key}", "is set by mfrec-train from the data and the optimizer/scheduler groups; remove it")
+    for path, node in _target_nodes(cfg):
+        _check_target_arguments(path, node)
+    for key, is_valid, valid in RANGE_CHECKS:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:
+            continue
+        if not is_valid(value):
+            raise ConfigError(key, f"got {value!r}; valid: {valid}")
+
+
+_ABSENT = object()
+
+
+def _check_known_keys(node: Any, prefix: str, known: set[str]) -> None:
+    for key in node:
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}", f"unknown key; valid keys here: {', '.join(sorted(known))}")
+
+
+def _target_nodes(node: Any, path: str = "") -> list[tuple[str, DictConfig]]:
+    """Every config node that names a ``_target_`` to instantiate, with its dotted path."""
+    found = []
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            found.append((path, node))
+        for key in node:
+            found += _target_nodes(node._get_node(key), f"{path}.{key}" if path else str(key))
+    return found
+
+
+def _check_target_arguments(path: str, node: DictConfig) -> None:
+    """Each key of a ``_target_`` node must be an argument its target accepts."""
+    target = node._target_
+    try:
+        target_object = get_object(target)
+    except Exception as error:  # Hydra raises its own ImportError flavours
+        raise ConfigError(f"{path}._target_", f"cannot import '{target}': {error}") from None
+    try:
+        parameters = inspect.signature(target_object).parameters.values()
+    except (TypeError, ValueError):
+        return  # builtins without a signature: nothing to check
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = {p.name for p in parameters}
+    for key in node:
+        if not str(key).startswith("_") and key not in accepted:
+            raise ConfigError(
+                f"{path}.{key}",
+                f"unknown key: {target} accepts {', '.join(sorted(accepted - MODEL_ARGS_FROM_DATA - {'self', 'params'}))}",
+            )

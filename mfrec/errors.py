@@ -1,0 +1,21 @@
+"""The errors mfrec reports to users: each message says what is wrong and what would be valid."""
+
+
+class MfrecError(Exception):
+    """Base class: the command-line entry points print these without a traceback and exit non-zero."""
+
+
+class ConfigError(MfrecError):
+    """A config value is missing, unknown or out of range."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"config key '{key}': {message}")
+
+
+class DataError(MfrecError):
+    """A ratings source could not be read or holds invalid ratings."""
+
+
+class DivergenceError(MfrecError):
+    """The training loss became NaN or infinite."""

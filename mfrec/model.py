@@ -1,0 +1,59 @@
+"""The seed's matrix-factorization model: a rating is the dot product of a user and a movie embedding."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MatrixFactorization(nn.Module):
+    """Predicts ``rating(user, movie) = <user_embedding[user], movie_embedding[movie]>``.
+
+    With ``use_biases`` it becomes biased MF: ``global_mean + user_bias + movie_bias + <u, m>``.
+    ``init_std=None`` keeps ``nn.Embedding``'s default N(0, 1) initialisation, as in the seed.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_movies: int,
+        embedding_dim: int,
+        use_biases: bool = False,
+        init_std: float | None = None,
+        global_mean: float = 0.0,
+    ):
+        super().__init__()
+        # Created first and in this order: with the same torch seed these draw exactly the
+        # random numbers the seed's script draws, which is what makes seed parity possible.
+        self.user_embedding = nn.Embedding(num_users, embedding_dim)
+        self.movie_embedding = nn.Embedding(num_movies, embedding_dim)
+        if init_std is not None:
+            nn.init.normal_(self.user_embedding.weight, std=init_std)
+            nn.init.normal_(self.movie_embedding.weight, std=init_std)
+        self.use_biases = use_biases
+        if use_biases:
+            self.user_bias = nn.Embedding(num_users, 1)
+            self.movie_bias = nn.Embedding(num_movies, 1)
+            nn.init.zeros_(self.user_bias.weight)
+            nn.init.zeros_(self.movie_bias.weight)
+            self.register_buffer("global_mean", torch.tensor(float(global_mean)))
+
+    def forward(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        user_embedded = self.user_embedding(user)
+        movie_embedded = self.movie_embedding(movie)
+        prediction = (user_embedded * movie_embedded).sum(1)
+        if self.use_biases:
+            prediction = (
+                prediction
+                + self.global_mean
+                + self.user_bias(user).squeeze(1)
+                + self.movie_bias(movie).squeeze(1)
+            )
+        return prediction
+
+    def l2_penalty(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch of the squared norms of the parameters the batch touches."""
+        penalty = self.user_embedding(user).pow(2).sum(1) + self.movie_embedding(movie).pow(2).sum(1)
+        if self.use_biases:
+            penalty = penalty + self.user_bias(user).squeeze(1).pow(2) + self.movie_bias(movie).squeeze(1).pow(2)
+        return penalty.mean()

@@ -1,0 +1,167 @@
+"""MFModule: the LightningModule that trains MatrixFactorization with MSE loss and logs its metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.nn import functional as F
+from pytorch_lightning.core.optimizer import LightningOptimizer
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MinMetric
+
+from mfrec.data.loader import Batch
+from mfrec.errors import DivergenceError
+from mfrec.model import MatrixFactorization
+
+SEED_OPTIMIZER = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01}
+
+
+class MFModule(pl.LightningModule):
+    """Matrix factorization trained one optimizer step per batch.
+
+    Every argument is a plain number or dict, saved as a hyper-parameter, so
+    ``MFModule.load_from_checkpoint(path)`` rebuilds the module without extra arguments.
+    ``optimizer`` and ``scheduler`` are Hydra configs with ``_partial_: true``; the module binds
+    its own parameters to them.
+
+    Optimization is manual because batches arrive in chunks (see ``mfrec.data.loader``): each
+    ``training_step`` call takes one optimizer step per batch of its chunk, the same arithmetic as
+    one call per batch. Inside a chunk the steps skip Lightning's per-step strategy, precision and
+    callback hooks (``manual_backward``, ``LightningOptimizer.step``), which cost more than a small
+    MF step; this is exact for 32-bit training on one device, which is what MF needs.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_movies: int,
+        embedding_dim: int = 32,
+        use_biases: bool = False,
+        init_std: float | None = None,
+        global_mean: float = 0.0,
+        l2: float = 0.0,
+        rating_scale: tuple[float, float] | None = None,
+        clip_predictions: bool = False,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+    ):
+        super().__init__()
+        # The model first: no random number may be drawn before its embeddings (seed parity).
+        self.model = MatrixFactorization(num_users, num_movies, embedding_dim, use_biases, init_std, global_mean)
+        self.save_hyperparameters(
+            {
+                "num_users": num_users,
+                "num_movies": num_movies,
+                "embedding_dim": embedding_dim,
+                "use_biases": use_biases,
+                "init_std": init_std,
+                "global_mean": global_mean,
+                "l2": l2,
+                "rating_scale": None if rating_scale is None else [float(v) for v in rating_scale],
+                "clip_predictions": clip_predictions,
+                "optimizer": _plain(optimizer) or dict(SEED_OPTIMIZER),
+                "scheduler": _plain(scheduler),
+            }
+        )
+        self.automatic_optimization = False
+        self.val_rmse = MeanSquaredError(squared=False)
+        self.val_mae = MeanAbsoluteError()
+        self.val_rmse_best = MinMetric()
+        self.test_rmse = MeanSquaredError(squared=False)
+        self.test_mae = MeanAbsoluteError()
+
+    def forward(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        return self.model(user, movie)
+
+    def predict_ratings(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        """Predicted ratings, clipped to the rating scale when ``clip_predictions`` is on."""
+        prediction = self.model(user, movie)
+        if self.hparams.clip_predictions and self.hparams.rating_scale is not None:
+            low, high = self.hparams.rating_scale
+            prediction = prediction.clamp(low, high)
+        return prediction
+
+    def training_step(self, chunk: list[Batch], chunk_index: int) -> None:
+        optimizer = self.optimizers()
+        l2 = self.hparams.l2
+        losses = []
+        for user, movie, rating in chunk:
+            optimizer.zero_grad()
+            loss = F.mse_loss(self.model(user, movie), rating)
+            if l2:
+                loss = loss + l2 * self.model.l2_penalty(user, movie)
+            loss.backward()
+            _counted_step(optimizer)
+            losses.append(loss.detach() * len(rating))
+        count = sum(len(rating) for _, _, rating in chunk)
+        mean_loss = torch.stack(losses).sum() / count
+        if not torch.isfinite(mean_loss):
+            lr = optimizer.param_groups[0]["lr"]
+            raise DivergenceError(
+                f"training diverged in epoch {self.current_epoch}: the loss became {mean_loss.item()}. "
+                f"Try a smaller learning rate than optimizer.lr={lr:g} (e.g. optimizer.lr={lr / 10:g})."
+            )
+        self.log("train/loss", mean_loss, on_step=False, on_epoch=True, batch_size=count)
+
+    def on_train_start(self) -> None:
+        self.val_rmse_best.reset()  # forget any sanity-check validation
+
+    def on_train_epoch_end(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is None:
+            return
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            monitor = "val/rmse" if "val/rmse" in self.trainer.callback_metrics else "train/loss"
+            scheduler.step(self.trainer.callback_metrics[monitor])
+        else:
+            scheduler.step()
+
+    def validation_step(self, chunk: list[Batch], chunk_index: int) -> None:
+        for user, movie, rating in chunk:
+            prediction = self.predict_ratings(user, movie)
+            self.val_rmse.update(prediction, rating)
+            self.val_mae.update(prediction, rating)
+
+    def on_validation_epoch_end(self) -> None:
+        rmse = self.val_rmse.compute()
+        self.val_rmse_best.update(rmse)
+        self.log_dict(
+            {"val/rmse": rmse, "val/mae": self.val_mae.compute(), "val/rmse_best": self.val_rmse_best.compute()}
+        )
+        self.val_rmse.reset()
+        self.val_mae.reset()
+
+    def test_step(self, chunk: list[Batch], chunk_index: int) -> None:
+        for user, movie, rating in chunk:
+            prediction = self.predict_ratings(user, movie)
+            self.test_rmse.update(prediction, rating)
+            self.test_mae.update(prediction, rating)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({"test/rmse": self.test_rmse.compute(), "test/mae": self.test_mae.compute()})
+        self.test_rmse.reset()
+        self.test_mae.reset()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def _counted_step(optimizer: LightningOptimizer) -> None:
+    """The wrapped optimizer's step, counted in ``trainer.global_step`` as Lightning counts its own."""
+    optimizer._on_before_step()
+    optimizer.optimizer.step()
+    optimizer._on_after_step()
+
+
+def _plain(config: Any) -> Any:
+    """A DictConfig as plain dicts and lists, so that checkpoints hold no omegaconf objects."""
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)
+    return config
