@@ -12,12 +12,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from mfrec.errors import ConfigError
 
 TOP_LEVEL_KEYS = {
-    "task_name", "seed", "train", "test", "ckpt_path", "print_config", "report",
+    "task_name", "seed", "train", "test", "ckpt_path", "print_config", "report", "metrics",
     "data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
 }
 REPORT_KEYS = {"users", "top_k", "exclude_seen", "clip"}
 # Filled in by mfrec-train from the data and the other groups, never by the model config.
-MODEL_ARGS_FROM_DATA = {"num_users", "num_movies", "global_mean", "rating_scale", "optimizer", "scheduler"}
+MODEL_ARGS_FROM_DATA = {"num_users", "num_movies", "global_mean", "rating_scale", "optimizer", "scheduler", "ranking"}
+METRICS_KEYS = {"ks", "relevance_threshold", "max_users", "chunk_size"}
 
 
 def _is_int(value: Any) -> bool:
@@ -46,6 +47,10 @@ RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("seed", lambda v: v is None or (_is_int(v) and 0 <= v < 2**32), "null or an integer in [0, 2**32)"),
     ("report.top_k", lambda v: v is None or _positive_int(v), "null (all movies) or an integer >= 1"),
     ("report.users", lambda v: isinstance(v, (list, ListConfig)), "a list of user ids, e.g. [0, 2]"),
+    ("metrics.ks", lambda v: isinstance(v, (list, ListConfig)) and all(_positive_int(k) for k in v), "a list of integers >= 1, e.g. [10] or [5, 10, 20]"),
+    ("metrics.relevance_threshold", _is_number, "a rating, e.g. 4.0"),
+    ("metrics.max_users", lambda v: v is None or _positive_int(v), "null (all users) or an integer >= 1"),
+    ("metrics.chunk_size", _positive_int, "an integer >= 1"),
 ]
 
 
@@ -53,6 +58,7 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key that is unknown or out of range."""
     _check_known_keys(cfg, "", TOP_LEVEL_KEYS)
     _check_known_keys(cfg.get("report") or {}, "report.", REPORT_KEYS)
+    _check_known_keys(cfg.get("metrics") or {}, "metrics.", METRICS_KEYS)
     for key in sorted(set(cfg.get("model") or {}) & MODEL_ARGS_FROM_DATA):
         raise ConfigError(f"model.{key}", "is set by mfrec-train from the data and the optimizer/scheduler groups; remove it")
     for path, node in _target_nodes(cfg):

@@ -36,7 +36,11 @@ class MatrixFactorization(nn.Module):
             self.movie_bias = nn.Embedding(num_movies, 1)
             nn.init.zeros_(self.user_bias.weight)
             nn.init.zeros_(self.movie_bias.weight)
-            self.register_buffer("global_mean", torch.tensor(float(global_mean)))
+        self.register_buffer("global_mean", torch.tensor(float(global_mean)))
+        # Users and movies with training ratings; the others' rows were never trained, so
+        # `predict` falls back to the global mean plus the biases that are known.
+        self.register_buffer("user_known", torch.ones(num_users, dtype=torch.bool))
+        self.register_buffer("movie_known", torch.ones(num_movies, dtype=torch.bool))
 
     def forward(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
         user_embedded = self.user_embedding(user)
@@ -50,6 +54,26 @@ class MatrixFactorization(nn.Module):
                 + self.movie_bias(movie).squeeze(1)
             )
         return prediction
+
+    def predict(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
+        """Predictions for any (user, movie), with the cold-start fallback for untrained rows."""
+        dot = (self.user_embedding(user) * self.movie_embedding(movie)).sum(1)
+        user_known, movie_known = self.user_known[user], self.movie_known[movie]
+        if not self.use_biases:
+            return torch.where(user_known & movie_known, dot, self.global_mean)
+        user_bias = torch.where(user_known, self.user_bias(user).squeeze(1), 0.0)
+        movie_bias = torch.where(movie_known, self.movie_bias(movie).squeeze(1), 0.0)
+        return self.global_mean + user_bias + movie_bias + torch.where(user_known & movie_known, dot, 0.0)
+
+    def score_all(self, user: torch.Tensor) -> torch.Tensor:
+        """``predict`` for every movie: a [len(user), num_movies] matrix, for full ranking."""
+        dot = self.user_embedding(user) @ self.movie_embedding.weight.T
+        known = self.user_known[user][:, None] & self.movie_known[None, :]
+        if not self.use_biases:
+            return torch.where(known, dot, self.global_mean)
+        user_bias = torch.where(self.user_known[user], self.user_bias(user).squeeze(1), 0.0)
+        movie_bias = torch.where(self.movie_known, self.movie_bias.weight.squeeze(1), 0.0)
+        return self.global_mean + user_bias[:, None] + movie_bias[None, :] + torch.where(known, dot, 0.0)
 
     def l2_penalty(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of the squared norms of the parameters the batch touches."""

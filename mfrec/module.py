@@ -12,11 +12,14 @@ from torch.nn import functional as F
 from pytorch_lightning.core.optimizer import LightningOptimizer
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MinMetric
 
+from mfrec.data.datamodule import RatingsDataModule
 from mfrec.data.loader import Batch
 from mfrec.errors import DivergenceError
+from mfrec.metrics import ranking_metrics
 from mfrec.model import MatrixFactorization
 
 SEED_OPTIMIZER = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01}
+DEFAULT_RANKING = {"ks": [10], "relevance_threshold": 4.0, "max_users": 10000, "chunk_size": 1024}
 
 
 class MFModule(pl.LightningModule):
@@ -47,6 +50,7 @@ class MFModule(pl.LightningModule):
         clip_predictions: bool = False,
         optimizer: dict | None = None,
         scheduler: dict | None = None,
+        ranking: dict | None = None,
     ):
         super().__init__()
         # The model first: no random number may be drawn before its embeddings (seed parity).
@@ -64,8 +68,14 @@ class MFModule(pl.LightningModule):
                 "clip_predictions": clip_predictions,
                 "optimizer": _plain(optimizer) or dict(SEED_OPTIMIZER),
                 "scheduler": _plain(scheduler),
+                "ranking": _plain(ranking) or dict(DEFAULT_RANKING),
             }
         )
+        # What a checkpoint needs beyond the weights to speak raw ids and titles, and to rank
+        # without the data: filled by `attach_data`, saved and restored with the checkpoint.
+        self.data_info: dict[str, Any] = {}
+        self.run_config: dict[str, Any] = {}  # the resolved config of the run that trained it
+        self._held_out: list[Batch] = []
         self.automatic_optimization = False
         self.val_rmse = MeanSquaredError(squared=False)
         self.val_mae = MeanAbsoluteError()
@@ -76,9 +86,43 @@ class MFModule(pl.LightningModule):
     def forward(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
         return self.model(user, movie)
 
+    def attach_data(self, datamodule: RatingsDataModule) -> None:
+        """Record which users and movies were trained, the id maps, titles and training pairs."""
+        ratings, train = datamodule.ratings, datamodule.train_ratings
+        self.model.user_known.copy_(datamodule.known_users())
+        self.model.movie_known.copy_(datamodule.known_movies())
+        by_user = torch.argsort(train.users, stable=True)
+        self.data_info = {
+            "user_ids": list(ratings.user_ids),
+            "movie_ids": list(ratings.movie_ids),
+            "movie_titles": list(ratings.movie_titles),
+            "rating_scale": [float(v) for v in ratings.rating_scale],
+            # Training pairs, sorted by user: excluded from rankings ("seen" movies).
+            "seen_users": train.users[by_user].to(torch.int32),
+            "seen_movies": train.movies[by_user].to(torch.int32),
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mfrec_data"] = self.data_info
+        checkpoint["mfrec_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.data_info = checkpoint.get("mfrec_data", {})
+        self.run_config = checkpoint.get("mfrec_config", {})
+
+    def seen_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users, movies) rated in training, as int64 on the model's device."""
+        if "seen_users" not in self.data_info:
+            empty = torch.zeros(0, dtype=torch.int64, device=self.device)
+            return empty, empty
+        return (
+            self.data_info["seen_users"].to(self.device, torch.int64),
+            self.data_info["seen_movies"].to(self.device, torch.int64),
+        )
+
     def predict_ratings(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
-        """Predicted ratings, clipped to the rating scale when ``clip_predictions`` is on."""
-        prediction = self.model(user, movie)
+        """Predicted ratings (with the cold-start fallback), clipped when ``clip_predictions`` is on."""
+        prediction = self.model.predict(user, movie)
         if self.hparams.clip_predictions and self.hparams.rating_scale is not None:
             low, high = self.hparams.rating_scale
             prediction = prediction.clamp(low, high)
@@ -120,30 +164,50 @@ class MFModule(pl.LightningModule):
             scheduler.step()
 
     def validation_step(self, chunk: list[Batch], chunk_index: int) -> None:
-        for user, movie, rating in chunk:
-            prediction = self.predict_ratings(user, movie)
-            self.val_rmse.update(prediction, rating)
-            self.val_mae.update(prediction, rating)
+        self._evaluate(chunk, self.val_rmse, self.val_mae)
 
     def on_validation_epoch_end(self) -> None:
         rmse = self.val_rmse.compute()
         self.val_rmse_best.update(rmse)
-        self.log_dict(
-            {"val/rmse": rmse, "val/mae": self.val_mae.compute(), "val/rmse_best": self.val_rmse_best.compute()}
-        )
+        metrics = {"val/rmse": rmse, "val/mae": self.val_mae.compute(), "val/rmse_best": self.val_rmse_best.compute()}
+        self.log_dict({**metrics, **self._ranking_metrics("val")})
         self.val_rmse.reset()
         self.val_mae.reset()
 
     def test_step(self, chunk: list[Batch], chunk_index: int) -> None:
-        for user, movie, rating in chunk:
-            prediction = self.predict_ratings(user, movie)
-            self.test_rmse.update(prediction, rating)
-            self.test_mae.update(prediction, rating)
+        self._evaluate(chunk, self.test_rmse, self.test_mae)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({"test/rmse": self.test_rmse.compute(), "test/mae": self.test_mae.compute()})
+        metrics = {"test/rmse": self.test_rmse.compute(), "test/mae": self.test_mae.compute()}
+        self.log_dict({**metrics, **self._ranking_metrics("test")})
         self.test_rmse.reset()
         self.test_mae.reset()
+
+    def _evaluate(self, chunk: list[Batch], rmse: MeanSquaredError, mae: MeanAbsoluteError) -> None:
+        for user, movie, rating in chunk:
+            prediction = self.predict_ratings(user, movie)
+            rmse.update(prediction, rating)
+            mae.update(prediction, rating)
+            self._held_out.append((user, movie, rating))
+
+    @torch.no_grad()
+    def _ranking_metrics(self, stage: str) -> dict[str, float]:
+        """Full-ranking top-K metrics of the held-out ratings seen this epoch, excluding training movies."""
+        held_out, self._held_out = self._held_out, []
+        options = self.hparams.ranking or {}
+        # A top-K list longer than the catalogue says nothing more (a toy matrix has 4 movies).
+        ks = [k for k in options.get("ks", []) if k <= self.hparams.num_movies]
+        if not ks or not held_out:
+            return {}
+        users, movies, ratings = (torch.cat(parts) for parts in zip(*held_out))
+        seen_users, seen_movies = self.seen_pairs()
+        metrics = ranking_metrics(
+            self.model.score_all, self.hparams.num_movies, seen_users, seen_movies, users, movies, ratings,
+            ks=ks, threshold=options.get("relevance_threshold", 4.0),
+            chunk_size=options.get("chunk_size", 1024), max_users=options.get("max_users"),
+        )
+        metrics.pop("num_users", None)
+        return {f"{stage}/{name}": float(value) for name, value in metrics.items()}
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())

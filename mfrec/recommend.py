@@ -1,11 +1,21 @@
-"""Top-N recommendations from a trained model, in the seed's report format."""
+"""Top-N recommendations from a trained model: the seed's report, and the mfrec-recommend command."""
 
 from __future__ import annotations
 
-import torch
+import csv
+import os
+from pathlib import Path
 
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from mfrec.app import CONFIG_DIR, run_command
+from mfrec.checkpoint import load_module
 from mfrec.data.ratings import Ratings
+from mfrec.errors import ConfigError
 from mfrec.model import MatrixFactorization
+from mfrec.module import MFModule
 
 
 @torch.no_grad()
@@ -23,7 +33,7 @@ def rank_movies(
     """
     num_movies = model.movie_embedding.num_embeddings
     # The seed's query, batched over all movies the same way, so the numbers match it exactly.
-    predictions = model(torch.tensor([user] * num_movies), torch.arange(num_movies))
+    predictions = model.predict(torch.tensor([user] * num_movies), torch.arange(num_movies))
     if clip is not None:
         predictions = predictions.clamp(*clip)
     candidates = range(num_movies)
@@ -40,3 +50,113 @@ def format_report(user_id: object, ranked: list[tuple[int, float]], titles: list
     lines = [f"Recommended movies for user {user_id}:"]
     lines += [f"{titles[movie]}: Predicted rating {score:.2f}" for movie, score in ranked]
     return "\n".join(lines)
+
+
+def format_metrics(metrics: dict[str, float], heading: str) -> str:
+    """A two-column table of metric names and values, in name order."""
+    width = max(map(len, metrics), default=0)
+    return "\n".join([heading] + [f"  {name:<{width}}  {value:.4f}" for name, value in sorted(metrics.items())])
+
+
+@torch.no_grad()
+def top_k(
+    module: MFModule, users: torch.Tensor, k: int, exclude_seen: bool = True, clip: bool = True, chunk_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best movies for each user index: (movie indices, predicted ratings), both [len(users), k].
+
+    Users are scored in chunks against every movie at once (one matrix product per chunk); movies a
+    user rated in training are excluded when ``exclude_seen``. Fewer than k candidates pad with -1.
+    """
+    num_movies = module.hparams.num_movies
+    k = min(k, num_movies)
+    seen_users, seen_movies = module.seen_pairs() if exclude_seen else (None, None)
+    low_high = module.data_info.get("rating_scale") if clip else None
+    all_movies, all_scores = [], []
+    for chunk in users.split(chunk_size):
+        scores = module.model.score_all(chunk)
+        if low_high is not None:
+            scores = scores.clamp(*low_high)
+        if seen_users is not None:
+            # seen_users is sorted: each chunk user's training movies are one slice of seen_movies
+            starts = torch.searchsorted(seen_users, chunk)
+            ends = torch.searchsorted(seen_users, chunk, right=True)
+            counts = ends - starts
+            rows = torch.repeat_interleave(torch.arange(len(chunk)), counts)
+            position_in_row = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
+            scores[rows, seen_movies[starts[rows] + position_in_row]] = -torch.inf
+        values, movies = torch.topk(scores, k, dim=1)
+        movies[values == -torch.inf] = -1
+        all_movies.append(movies)
+        all_scores.append(values)
+    return torch.cat(all_movies), torch.cat(all_scores)
+
+
+def resolve_users(module: MFModule, raw_users: list) -> list[tuple[object, int]]:
+    """(raw id, index) for each requested user; an unknown id is a ConfigError on ``users``."""
+    user_ids = module.data_info["user_ids"]
+    lookup = {raw: index for index, raw in enumerate(user_ids)}
+    found = []
+    for raw in raw_users:
+        # A command line gives 196 where a file gave "196", or the other way round.
+        candidates = [raw, str(raw)] + ([int(raw)] if isinstance(raw, str) and raw.lstrip("-").isdigit() else [])
+        index = next((lookup[c] for c in candidates if c in lookup), None)
+        if index is None:
+            sample = ", ".join(map(str, user_ids[:5]))
+            raise ConfigError("users", f"user {raw!r} is not in the checkpoint's data ({len(user_ids)} users, e.g. {sample})")
+        found.append((raw, index))
+    return found
+
+
+def recommend(cfg: DictConfig) -> None:
+    """mfrec-recommend: print a table per user, or write every user's top-k to ``output`` as CSV."""
+    if not isinstance(cfg.k, int) or isinstance(cfg.k, bool) or cfg.k < 1:
+        raise ConfigError("k", f"got {cfg.k!r}; valid: an integer >= 1")
+    module = load_module(cfg.ckpt_path)
+    info = module.data_info
+    requested = resolve_users(module, list(cfg.users)) if cfg.users else None
+    if requested is None and not cfg.output:
+        raise ConfigError("users", "give users=[id,...] to print, or output=recs.csv to write all users' top-k")
+    pairs = requested or list(enumerate(info["user_ids"]))
+    if requested is None:
+        pairs = [(raw, index) for index, raw in pairs]
+    indices = torch.tensor([index for _, index in pairs], dtype=torch.int64)
+    movies, scores = top_k(module, indices, cfg.k, exclude_seen=cfg.exclude_seen, clip=cfg.clip)
+    if cfg.output:
+        _write_csv(Path(cfg.output), pairs, movies, scores, info)
+        print(f"Wrote top-{cfg.k} recommendations for {len(pairs)} users to {cfg.output}")
+    if requested is not None:
+        for (raw, _), user_movies, user_scores in zip(pairs, movies.tolist(), scores.tolist()):
+            print(format_table(raw, user_movies, user_scores, info))
+
+
+def format_table(raw_user: object, movies: list[int], scores: list[float], info: dict) -> str:
+    rows = [(rank, info["movie_ids"][movie], info["movie_titles"][movie], score)
+            for rank, (movie, score) in enumerate(zip(movies, scores), start=1) if movie >= 0]
+    id_width = max([len("movie"), *(len(str(movie_id)) for _, movie_id, _, _ in rows)])
+    title_width = max([len("title"), *(len(title) for _, _, title, _ in rows)])
+    lines = [f"Top {len(rows)} movies for user {raw_user}:", f"{'rank':>4}  {'movie':>{id_width}}  {'title':<{title_width}}  predicted"]
+    lines += [f"{rank:>4}  {movie_id!s:>{id_width}}  {title:<{title_width}}  {score:9.2f}" for rank, movie_id, title, score in rows]
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, pairs: list, movies: torch.Tensor, scores: torch.Tensor, info: dict) -> None:
+    """All rows to a temporary file first, renamed into place: no half-written output on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    with temporary.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["user_id", "rank", "movie_id", "title", "predicted_rating"])
+        for (raw, _), user_movies, user_scores in zip(pairs, movies.tolist(), scores.tolist()):
+            for rank, (movie, score) in enumerate(zip(user_movies, user_scores), start=1):
+                if movie >= 0:
+                    writer.writerow([raw, rank, info["movie_ids"][movie], info["movie_titles"][movie], f"{score:.4f}"])
+    os.replace(temporary, path)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="recommend")
+def main(cfg: DictConfig) -> None:
+    run_command("mfrec-recommend", lambda: recommend(cfg))
+
+
+if __name__ == "__main__":
+    main()

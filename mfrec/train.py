@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import sys
-import warnings
-from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mfrec.app import CONFIG_DIR, run_command
 from mfrec.config import validate_config
 from mfrec.data import RatingsDataModule
-from mfrec.errors import ConfigError, DataError, MfrecError
-from mfrec.recommend import format_report, rank_movies
+from mfrec.errors import ConfigError
+from mfrec.recommend import format_metrics, format_report, rank_movies
 
 log = logging.getLogger(__name__)
-
-
-class _DropAdverts(logging.Filter):
-    """Lightning logs a product tip on every Trainer start; it is noise in an experiment's output."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip: For seamless cloud logging" not in record.getMessage()
-
-# The top-level configs/ of the source tree (mfrec is installed with `pip install -e .`). An absolute
-# path, because Hydra resolves a relative one against the module path when run as a console script.
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -41,6 +26,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         pl.seed_everything(cfg.seed, verbose=False)
 
     datamodule: RatingsDataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
     datamodule.setup("fit")  # the model's size comes from the data
     report_users = _report_users(cfg, datamodule)
     ratings = datamodule.ratings
@@ -52,8 +38,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         rating_scale=list(ratings.rating_scale),
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
+        ranking=OmegaConf.to_container(cfg.metrics, resolve=True),
         _recursive_=False,
     )
+    model.attach_data(datamodule)
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         callbacks=_callbacks(cfg, has_validation=datamodule.has_validation()),
@@ -67,7 +56,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.test and datamodule.has_test():
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-        metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+        test_metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
+        print(format_metrics(test_metrics, f"Test metrics ({'best' if best else 'last'} checkpoint):"))
+        metrics.update(test_metrics)
 
     clip = tuple(ratings.rating_scale) if cfg.report.clip else None
     seen = datamodule.train_ratings if cfg.report.exclude_seen else None
@@ -102,32 +93,11 @@ def _callbacks(cfg: DictConfig, has_validation: bool) -> list[pl.Callback]:
     return callbacks
 
 
-def _discard_unused_run_dir() -> None:
-    """Remove the run directory Hydra made if the run stopped before writing anything of its own."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    own_files = [p for p in run_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"]
-    if not own_files:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    # Lightning 2.6 on torch 2.13 warns about its own use of a deprecated torch API.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    # Without a validation split Lightning warns that the (empty) validation loader is empty.
-    warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdverts())
     if cfg.get("print_config"):
         print(OmegaConf.to_yaml(cfg, resolve=True))
-    try:
-        metrics = train(cfg)
-    except MfrecError as error:
-        if isinstance(error, (ConfigError, DataError)):
-            _discard_unused_run_dir()
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweep records this job as failed and goes on
-        print(f"mfrec-train: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    metrics = run_command("mfrec-train", lambda: train(cfg))
     run_dir = HydraConfig.get().runtime.output_dir
     print(f"\nRun directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
     return metrics.get("val/rmse_best")

@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mfrec.train import CONFIG_DIR
+from mfrec.app import CONFIG_DIR
 
 
 @pytest.fixture

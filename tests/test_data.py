@@ -82,13 +82,13 @@ def test_shuffled_order_depends_only_on_seed_and_epoch():
 
 def test_random_split_is_seeded_disjoint_and_keeps_source_order():
     ratings = DenseMatrix([[1 + (i * j) % 5 for j in range(10)] for i in range(10)]).load()
-    train, val, test = random_split(ratings, val_fraction=0.1, test_fraction=0.2, seed=3)
+    train, val, test = (ratings.subset(i) for i in random_split(ratings, val_fraction=0.1, test_fraction=0.2, seed=3))
     assert (len(train), len(val), len(test)) == (70, 10, 20)
     keys = [set(zip(part.users.tolist(), part.movies.tolist())) for part in (train, val, test)]
     assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
     flat = (train.users * 10 + train.movies).tolist()
     assert flat == sorted(flat)
-    again = random_split(ratings, val_fraction=0.1, test_fraction=0.2, seed=3)[2]
+    again = ratings.subset(random_split(ratings, val_fraction=0.1, test_fraction=0.2, seed=3)[2])
     assert torch.equal(again.users, test.users) and torch.equal(again.movies, test.movies)
 
 

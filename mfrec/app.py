@@ -1,0 +1,65 @@
+"""What every mfrec command does around its work: errors as one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from mfrec.errors import ConfigError, DataError, MfrecError
+
+# The top-level configs/ of the source tree (mfrec is installed with `pip install -e .`). An absolute
+# path, because Hydra resolves a relative one against the module path when run as a console script.
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+
+Result = TypeVar("Result")
+
+
+class _DropAdverts(logging.Filter):
+    """Lightning logs a product tip on every Trainer start; it is noise in an experiment's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless cloud logging" not in record.getMessage()
+
+
+def quiet_library_noise() -> None:
+    # Lightning 2.6 on torch 2.13 warns about its own use of a deprecated torch API.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # Without a validation split Lightning warns that the (empty) validation loader is empty.
+    warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdverts())
+
+
+def run_command(command: str, work: Callable[[], Result]) -> Result:
+    """Run ``work``; an MfrecError becomes ``<command>: error: ...`` on stderr and exit status 1.
+
+    Config and data errors happen before anything is written, so the run directory Hydra made for
+    this run is removed again. In a multirun the error is re-raised so the sweep records the job
+    as failed and goes on.
+    """
+    quiet_library_noise()
+    try:
+        return work()
+    except MfrecError as error:
+        if isinstance(error, (ConfigError, DataError)):
+            _discard_unused_run_dir()
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"{command}: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _discard_unused_run_dir() -> None:
+    """Remove this run's directory if it holds nothing but Hydra's own files."""
+    if not HydraConfig.initialized():
+        return
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
