@@ -91,9 +91,8 @@ def top_k(
     return torch.cat(all_movies), torch.cat(all_scores)
 
 
-def resolve_users(module: MFModule, raw_users: list) -> list[tuple[object, int]]:
-    """(raw id, index) for each requested user; an unknown id is a ConfigError on ``users``."""
-    user_ids = module.data_info["user_ids"]
+def resolve_users(user_ids: list, raw_users: list, key: str = "users") -> list[tuple[object, int]]:
+    """(raw id, index) for each requested user; an unknown id is a ConfigError on ``key``."""
     lookup = {raw: index for index, raw in enumerate(user_ids)}
     found = []
     for raw in raw_users:
@@ -102,7 +101,7 @@ def resolve_users(module: MFModule, raw_users: list) -> list[tuple[object, int]]
         index = next((lookup[c] for c in candidates if c in lookup), None)
         if index is None:
             sample = ", ".join(map(str, user_ids[:5]))
-            raise ConfigError("users", f"user {raw!r} is not in the checkpoint's data ({len(user_ids)} users, e.g. {sample})")
+            raise ConfigError(key, f"user {raw!r} is not in the data ({len(user_ids)} users, e.g. {sample})")
         found.append((raw, index))
     return found
 
@@ -113,7 +112,7 @@ def recommend(cfg: DictConfig) -> None:
         raise ConfigError("k", f"got {cfg.k!r}; valid: an integer >= 1")
     module = load_module(cfg.ckpt_path)
     info = module.data_info
-    requested = resolve_users(module, list(cfg.users)) if cfg.users else None
+    requested = resolve_users(info["user_ids"], list(cfg.users)) if cfg.users else None
     if requested is None and not cfg.output:
         raise ConfigError("users", "give users=[id,...] to print, or output=recs.csv to write all users' top-k")
     pairs = requested or list(enumerate(info["user_ids"]))

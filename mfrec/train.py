@@ -13,8 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from mfrec.app import CONFIG_DIR, run_command
 from mfrec.config import validate_config
 from mfrec.data import RatingsDataModule
-from mfrec.errors import ConfigError
-from mfrec.recommend import format_metrics, format_report, rank_movies
+from mfrec.recommend import format_metrics, format_report, rank_movies, resolve_users
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule: RatingsDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # the model's size comes from the data
-    report_users = _report_users(cfg, datamodule)
+    report_users = resolve_users(datamodule.ratings.user_ids, list(cfg.report.users), key="report.users")
     ratings = datamodule.ratings
     model = instantiate(
         cfg.model,
@@ -66,20 +65,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ranked = rank_movies(model.model, user, seen=seen, top_k=cfg.report.top_k, clip=clip)
         print(format_report(raw_id, ranked, ratings.movie_titles))
     return metrics
-
-
-def _report_users(cfg: DictConfig, datamodule: RatingsDataModule) -> list[tuple[object, int]]:
-    """(raw id, index) of each user in ``report.users``, checked before any training happens."""
-    ratings = datamodule.ratings
-    found = []
-    for raw_id in cfg.report.users:
-        try:
-            found.append((raw_id, ratings.user_index(raw_id)))
-        except KeyError:
-            ids = ratings.user_ids
-            valid = f"{ids[0]}..{ids[-1]}" if ids == list(range(len(ids))) else f"one of the {len(ids)} user ids in the data"
-            raise ConfigError("report.users", f"user {raw_id!r} is not in the data; valid: {valid}") from None
-    return found
 
 
 def _callbacks(cfg: DictConfig, has_validation: bool) -> list[pl.Callback]:

@@ -23,7 +23,7 @@ from mfrec.train import train
         ("model.l2=-1", "model.l2", "a number >= 0"),
         ("data.val_fraction=1.5", "data.val_fraction", "[0, 1)"),
         ("report.top_k=0", "report.top_k", "an integer >= 1"),
-        ("report.users=[0,9]", "report.users", "valid: 0..4"),
+        ("report.users=[0,9]", "report.users", "user 9 is not in the data (5 users, e.g. 0, 1, 2, 3, 4)"),
         ("+optimizer.lrr=0.1", "optimizer.lrr", "torch.optim.SGD accepts"),
         ("+trainer.max_epoch=3", "trainer.max_epoch", "pytorch_lightning.Trainer accepts"),
         ("+colour=red", "colour", "unknown key"),

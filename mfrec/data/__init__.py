@@ -1,8 +1,22 @@
-"""Ratings sources, splits and the Lightning DataModule that batches them."""
+"""Ratings sources, splits and the Lightning DataModule that batches them.
 
-from mfrec.data.datamodule import RatingsDataModule
-from mfrec.data.loader import TripleLoader
-from mfrec.data.ratings import Ratings
-from mfrec.data.sources import DenseMatrix, Triples
+Names are imported on first use, so that light commands (``mfrec-data``) do not pay for torch and
+Lightning at start-up.
+"""
 
-__all__ = ["DenseMatrix", "Ratings", "RatingsDataModule", "TripleLoader", "Triples"]
+from importlib import import_module
+
+_WHERE = {
+    "Ratings": "mfrec.data.ratings",
+    "RatingsDataModule": "mfrec.data.datamodule",
+    "TripleLoader": "mfrec.data.loader",
+    "DenseMatrix": "mfrec.data.sources",
+    "Triples": "mfrec.data.sources",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'mfrec.data' has no attribute '{name}'")
+    return getattr(import_module(_WHERE[name]), name)
