@@ -61,11 +61,16 @@ def test_checkpoint_loads_without_extra_arguments(make_config, tmp_path):
 def test_validation_and_test_splits_log_rmse_mae_and_best(make_config, tmp_path):
     cfg = make_config(
         *SHORT, "data=triples", "data.val_fraction=0.2", "data.test_fraction=0.2", "model=biased_mf",
-        "report.users=[alice]", "report.exclude_seen=true", "report.clip=true",
+        "report.users=[alice]", "report.exclude_seen=true", "report.clip=true", "metrics.ks=[2,10]",
+        "metrics.relevance_threshold=1",
     )
     metrics = train(cfg)
     for name in ("train/loss", "val/rmse", "val/mae", "val/rmse_best", "test/rmse", "test/mae"):
         assert name in metrics
+    for name in ("precision", "recall", "ndcg", "hit_rate", "map", "coverage"):
+        assert 0.0 <= metrics[f"test/{name}@2"] <= 1.0
+        assert f"val/{name}@2" in metrics
+    assert "test/ndcg@10" not in metrics  # longer than the 4-movie catalogue
     val_rmse = [value for _, value in scalars(tmp_path, "val/rmse")]
     best = [value for _, value in scalars(tmp_path, "val/rmse_best")]
     assert best[-1] == pytest.approx(min(val_rmse))
