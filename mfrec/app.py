@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from mfrec.errors import ConfigError, DataError, MfrecError
 
@@ -20,6 +21,9 @@ from mfrec.errors import ConfigError, DataError, MfrecError
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
 Result = TypeVar("Result")
+
+# hydra/default.yaml: `mfrec-train resume=<run dir>` continues in that directory instead of a new one.
+OmegaConf.register_new_resolver("mfrec.run_dir", lambda resume, fresh: resume or fresh, replace=True)
 
 
 class _DropAdverts(logging.Filter):
@@ -53,7 +57,7 @@ def run_command(command: str, work: Callable[[], Result]) -> Result:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
         print(f"{command}: error: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(getattr(error, "exit_code", 1))
 
 
 def _discard_unused_run_dir() -> None:

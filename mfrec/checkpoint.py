@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -12,8 +13,8 @@ from mfrec.errors import ConfigError
 from mfrec.module import MFModule
 
 
-def load_module(path: str | Path, key: str = "ckpt_path") -> MFModule:
-    """The MFModule saved at ``path``, loaded with ``torch.load(weights_only=True)``.
+def read_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> dict[str, Any]:
+    """The contents of an mfrec checkpoint, read with ``torch.load(weights_only=True)``.
 
     weights_only refuses any pickled object other than tensors and plain containers, so a hostile
     file cannot run code. ``key`` names the config key the path came from, for error messages.
@@ -31,6 +32,12 @@ def load_module(path: str | Path, key: str = "ckpt_path") -> MFModule:
         raise ConfigError(key, f"{path} is not a readable checkpoint (truncated or not a torch file): {_first_line(error)}") from None
     if not isinstance(checkpoint, dict) or "mfrec_data" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise ConfigError(key, f"{path} is a torch file but not an mfrec checkpoint (written by mfrec-train)")
+    return checkpoint
+
+
+def load_module(path: str | Path | None, key: str = "ckpt_path") -> MFModule:
+    """The MFModule saved at ``path`` (see ``read_checkpoint``), in eval mode."""
+    checkpoint = read_checkpoint(path, key)
     try:
         module = MFModule(**checkpoint["hyper_parameters"])
         module.load_state_dict(checkpoint["state_dict"])

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from mfrec.errors import ConfigError
 
 TOP_LEVEL_KEYS = {
-    "task_name", "seed", "train", "test", "ckpt_path", "print_config", "report", "metrics",
+    "task_name", "seed", "train", "test", "ckpt_path", "resume", "print_config", "report", "metrics",
     "data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
 }
 REPORT_KEYS = {"users", "top_k", "exclude_seen", "clip"}

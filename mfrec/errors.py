@@ -19,3 +19,11 @@ class DataError(MfrecError):
 
 class DivergenceError(MfrecError):
     """The training loss became NaN or infinite."""
+
+
+class Interrupted(MfrecError):
+    """Training stopped on a signal after checkpointing; the exit status is 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int):
+        self.exit_code = 128 + signum
+        super().__init__(message)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
@@ -11,8 +13,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mfrec.app import CONFIG_DIR, run_command
+from mfrec.checkpoint import read_checkpoint
+from mfrec.checkpointing import GracefulStop
 from mfrec.config import validate_config
 from mfrec.data import RatingsDataModule
+from mfrec.errors import ConfigError, Interrupted
 from mfrec.recommend import format_metrics, format_report, rank_movies, resolve_users
 
 log = logging.getLogger(__name__)
@@ -20,7 +25,11 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment and return its final metrics (``train/loss``, ``val/rmse_best``, ``test/rmse``...)."""
+    if cfg.get("resume"):
+        cfg = resumed_config(cfg.resume)
     validate_config(cfg)
+    if cfg.get("ckpt_path"):
+        read_checkpoint(cfg.ckpt_path)  # a clear error now rather than a traceback from inside fit
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, verbose=False)
 
@@ -49,12 +58,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
 
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        _raise_if_interrupted(trainer, cfg)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
 
     if cfg.test and datamodule.has_test():
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         test_metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
         print(format_metrics(test_metrics, f"Test metrics ({'best' if best else 'last'} checkpoint):"))
         metrics.update(test_metrics)
@@ -65,6 +75,36 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ranked = rank_movies(model.model, user, seen=seen, top_k=cfg.report.top_k, clip=clip)
         print(format_report(raw_id, ranked, ratings.movie_titles))
     return metrics
+
+
+def resumed_config(run_dir: str) -> DictConfig:
+    """The config a run was started with (stored in its last.ckpt), set to continue from that checkpoint."""
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise ConfigError("resume", f"{run_dir} has no checkpoints/last.ckpt; give the directory of an mfrec-train run")
+    stored = read_checkpoint(last, key="resume").get("mfrec_config")
+    if not stored:
+        raise ConfigError("resume", f"{last} does not store its run's config; continue it with ckpt_path={last} instead")
+    cfg = OmegaConf.create(stored)
+    if Path(cfg.paths.output_dir).resolve() != Path(run_dir).resolve():
+        raise ConfigError("resume", f"{run_dir} was written as {cfg.paths.output_dir}; resume it at that path")
+    cfg.ckpt_path, cfg.resume = str(last), None
+    hydra_dir = Path(run_dir) / ".hydra"
+    if hydra_dir.is_dir():  # Hydra just wrote this invocation's config there; the run's is the stored one
+        OmegaConf.save(cfg, hydra_dir / "config.yaml")
+    return cfg
+
+
+def _raise_if_interrupted(trainer: pl.Trainer, cfg: DictConfig) -> None:
+    stop = next((callback for callback in trainer.callbacks if isinstance(callback, GracefulStop)), None)
+    if stop is None or stop.received is None:
+        return
+    run_dir = cfg.paths.output_dir
+    raise Interrupted(
+        f"stopped by {signal.Signals(stop.received).name} at the end of an epoch, after {trainer.global_step} "
+        f"optimizer steps, all saved in {run_dir}/checkpoints/last.ckpt. Continue with: mfrec-train resume={run_dir}",
+        stop.received,
+    )
 
 
 def _callbacks(cfg: DictConfig, has_validation: bool) -> list[pl.Callback]:

@@ -1,0 +1,113 @@
+"""Nothing lost: a killed run resumes to the same weights as an uninterrupted one; SIGTERM stops cleanly."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mfrec.errors import ConfigError
+from mfrec.train import train
+
+# Shuffled mini-batches, so that resuming must also restore the data order.
+SHUFFLED = [
+    "data.shuffle=true", "data.batch_size=2", "trainer.max_epochs=300", "print_config=false", "seed=11",
+    "callbacks.last_checkpoint.every_n_epochs=1",
+]
+
+
+def start(run_dir: Path, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mfrec.train", *SHUFFLED, f"hydra.run.dir={run_dir}", *overrides],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for_checkpoint(run_dir: Path, process: subprocess.Popen, timeout: float = 60) -> None:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + timeout
+    while not last.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("clean") / "run"
+    done = start(run_dir)
+    assert done.wait(timeout=120) == 0, done.communicate()
+    return run_dir
+
+
+def assert_same_weights(run_dir: Path, clean_run: Path) -> None:
+    resumed, clean = weights(run_dir), weights(clean_run)
+    assert resumed.keys() == clean.keys()
+    for name in clean:
+        torch.testing.assert_close(resumed[name], clean[name], rtol=0, atol=1e-6)
+
+
+def test_sigkill_at_an_arbitrary_moment_then_resume_ends_like_an_uninterrupted_run(tmp_path, clean_run):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    wait_for_checkpoint(run_dir, process)
+    time.sleep(random.uniform(0.0, 1.0))
+    process.kill()  # SIGKILL: no chance to clean up
+    assert process.wait() == -signal.SIGKILL  # killed mid-run, not after finishing
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mfrec.train", f"resume={run_dir}", "print_config=false"],
+        capture_output=True, text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Restored all states from the checkpoint" in resumed.stderr
+    assert_same_weights(run_dir, clean_run)
+
+
+def test_sigterm_checkpoints_the_epoch_and_says_how_to_resume(tmp_path, clean_run):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    wait_for_checkpoint(run_dir, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert f"Continue with: mfrec-train resume={run_dir}" in stderr
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert f"after {saved['global_step']} optimizer steps" in stderr
+    assert saved["global_step"] < 300 * 7  # it stopped early (7 batches an epoch)
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mfrec.train", f"resume={run_dir}", "print_config=false"],
+        capture_output=True, text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(run_dir, clean_run)
+
+
+def test_ctrl_c_stops_the_same_way(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    wait_for_checkpoint(run_dir, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT
+    assert "Continue with: mfrec-train resume=" in stderr
+
+
+def test_truncated_or_foreign_ckpt_path_is_a_clear_error(make_config, tmp_path):
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(ConfigError, match="not a readable checkpoint"):
+        train(make_config(f"ckpt_path={truncated}"))
+    with pytest.raises(ConfigError, match="has no checkpoints/last.ckpt"):
+        train(make_config(f"resume={tmp_path}"))
