@@ -12,6 +12,9 @@ _WHERE = {
     "TripleLoader": "mfrec.data.loader",
     "DenseMatrix": "mfrec.data.sources",
     "Triples": "mfrec.data.sources",
+    "MovieLens": "mfrec.data.movielens",
+    "CsvRatings": "mfrec.data.csv_source",
+    "SyntheticRatings": "mfrec.data.synthetic",
 }
 __all__ = sorted(_WHERE)
 

@@ -17,11 +17,12 @@ class Release:
     folder: str  # the folder inside the zip, and under the data root
     ratings_file: str
     movies_file: str
-    separator: str  # between fields, in both files
+    separator: str  # between fields of the ratings file (and of the movies file, unless given below)
     header: bool  # whether both files start with a header line
     encoding: str  # of the movies file (titles)
     rating_scale: tuple[float, float]
     folds: tuple[str, ...] = ()  # predefined train/test folds: <fold>.base and <fold>.test
+    movies_separator: str | None = None  # when it differs from the ratings file's (ml-100k's u.item)
 
     @property
     def url(self) -> str:
@@ -48,7 +49,7 @@ RELEASES: dict[str, Release] = {
     "ml-100k": Release(
         name="ml-100k", folder="ml-100k", ratings_file="u.data", movies_file="u.item", separator="\t",
         header=False, encoding="latin-1", rating_scale=(1.0, 5.0),
-        folds=("u1", "u2", "u3", "u4", "u5", "ua", "ub"),
+        folds=("u1", "u2", "u3", "u4", "u5", "ua", "ub"), movies_separator="|",
     ),
     "ml-1m": Release(
         name="ml-1m", folder="ml-1m", ratings_file="ratings.dat", movies_file="movies.dat", separator="::",
