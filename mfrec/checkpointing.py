@@ -57,6 +57,15 @@ class LastCheckpoint(pl.Callback):
         self.every_n_epochs = every_n_epochs
         self._saved_at_step: int | None = None
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning logs an epoch's metrics just after this callback saved it; flushing them now
+        # means a kill never leaves the curves missing steps that the checkpoint has done.
+        if self._saved_at_step == trainer.global_step:
+            for logger in trainer.loggers:
+                flush = getattr(logger.experiment, "flush", None)
+                if flush is not None:
+                    flush()
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._save(trainer)

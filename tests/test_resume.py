@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from mfrec.errors import ConfigError
 from mfrec.train import train
@@ -50,6 +51,15 @@ def clean_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+def logged_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
+    """Every step at which ``tag`` was written, across all event files (the resumed run adds one)."""
+    steps = []
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(events)).Load():
+            steps += [event.step for value in event.summary.value if value.tag == tag]
+    return steps
+
+
 def assert_same_weights(run_dir: Path, clean_run: Path) -> None:
     resumed, clean = weights(run_dir), weights(clean_run)
     assert resumed.keys() == clean.keys()
@@ -72,6 +82,8 @@ def test_sigkill_at_an_arbitrary_moment_then_resume_ends_like_an_uninterrupted_r
     assert resumed.returncode == 0, resumed.stderr
     assert "Restored all states from the checkpoint" in resumed.stderr
     assert_same_weights(run_dir, clean_run)
+    # One train/loss point per epoch (one training chunk an epoch here): none lost, none twice.
+    assert sorted(logged_steps(run_dir)) == list(range(300))
 
 
 def test_sigterm_checkpoints_the_epoch_and_says_how_to_resume(tmp_path, clean_run):
@@ -92,6 +104,7 @@ def test_sigterm_checkpoints_the_epoch_and_says_how_to_resume(tmp_path, clean_ru
     )
     assert resumed.returncode == 0, resumed.stderr
     assert_same_weights(run_dir, clean_run)
+    assert sorted(logged_steps(run_dir)) == list(range(300))
 
 
 def test_ctrl_c_stops_the_same_way(tmp_path):
