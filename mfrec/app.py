@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
@@ -41,18 +42,23 @@ def quiet_library_noise() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdverts())
 
 
-def run_command(command: str, work: Callable[[], Result]) -> Result:
-    """Run ``work``; an MfrecError becomes ``<command>: error: ...`` on stderr and exit status 1.
+def run_command(command: str, work: Callable[[], Result], keep_run_dir: bool = False) -> Result:
+    """Run ``work``; an MfrecError becomes ``<command>: error: ...`` on stderr and a non-zero exit.
 
-    Config and data errors happen before anything is written, so the run directory Hydra made for
-    this run is removed again. In a multirun the error is re-raised so the sweep records the job
-    as failed and goes on.
+    Config and data errors stop a run before it writes anything, so the run directory Hydra made
+    for it is removed again (unless ``keep_run_dir``). In a multirun the error is re-raised: Hydra
+    runs the remaining jobs, then reports the failure.
     """
     quiet_library_noise()
     try:
-        return work()
+        try:
+            return work()
+        except InstantiationException as wrapped:  # Hydra wraps what a config's _target_ raised
+            if isinstance(wrapped.__cause__, MfrecError):
+                raise wrapped.__cause__ from None
+            raise
     except MfrecError as error:
-        if isinstance(error, (ConfigError, DataError)):
+        if isinstance(error, (ConfigError, DataError)) and not keep_run_dir:
             _discard_unused_run_dir()
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise

@@ -75,7 +75,7 @@ class LastCheckpoint(pl.Callback):
             self._save(trainer)
 
     def _save(self, trainer: pl.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the whole state, to resume
         self._saved_at_step = trainer.global_step
 
 

@@ -43,7 +43,13 @@ RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.batches_per_chunk", _positive_int, "an integer >= 1"),
     ("data.val_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     ("data.test_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("data.leave_last_k", lambda v: v is None or _positive_int(v), "null or an integer >= 1"),
+    ("data.shuffle", lambda v: isinstance(v, bool), "true or false"),
     ("trainer.max_epochs", _positive_int, "an integer >= 1"),
+    # Batches are stepped in chunks inside one training_step (mfrec.module), exact for 32-bit
+    # training on one device only.
+    ("trainer.precision", lambda v: v in (None, 32, "32", "32-true"), "32 (mfrec trains in 32-bit)"),
+    ("trainer.devices", lambda v: v in (1, "1", None) or v == [0], "1 (one device)"),
     ("seed", lambda v: v is None or (_is_int(v) and 0 <= v < 2**32), "null or an integer in [0, 2**32)"),
     ("report.top_k", lambda v: v is None or _positive_int(v), "null (all movies) or an integer >= 1"),
     ("report.users", lambda v: isinstance(v, (list, ListConfig)), "a list of user ids, e.g. [0, 2]"),
@@ -55,7 +61,9 @@ RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first key that is unknown or out of range."""
+    """Raise ConfigError naming the first key that is missing, unknown or out of range."""
+    for key in sorted(OmegaConf.missing_keys(cfg)):
+        raise ConfigError(key, "is required (it is ??? in the config): give it on the command line, e.g. key=value")
     _check_known_keys(cfg, "", TOP_LEVEL_KEYS)
     _check_known_keys(cfg.get("report") or {}, "report.", REPORT_KEYS)
     _check_known_keys(cfg.get("metrics") or {}, "metrics.", METRICS_KEYS)

@@ -80,6 +80,7 @@ class MFModule(pl.LightningModule):
         self.val_rmse = MeanSquaredError(squared=False)
         self.val_mae = MeanAbsoluteError()
         self.val_rmse_best = MinMetric()
+        self.val_rmse_best.persistent(True)  # in checkpoints, so that a resumed run keeps its best
         self.test_rmse = MeanSquaredError(squared=False)
         self.test_mae = MeanAbsoluteError()
 
@@ -107,8 +108,9 @@ class MFModule(pl.LightningModule):
         checkpoint["mfrec_config"] = self.run_config
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.data_info = checkpoint.get("mfrec_data", {})
-        self.run_config = checkpoint.get("mfrec_config", {})
+        # A module that was given its data and config (a run continuing from ckpt_path=) keeps its own.
+        self.data_info = self.data_info or checkpoint.get("mfrec_data", {})
+        self.run_config = self.run_config or checkpoint.get("mfrec_config", {})
 
     def seen_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(users, movies) rated in training, as int64 on the model's device."""
@@ -151,7 +153,8 @@ class MFModule(pl.LightningModule):
         self.log("train/loss", mean_loss, on_step=False, on_epoch=True, batch_size=count)
 
     def on_train_start(self) -> None:
-        self.val_rmse_best.reset()  # forget any sanity-check validation
+        if self.trainer.ckpt_path is None:  # a resumed run keeps the best it restored
+            self.val_rmse_best.reset()  # forget any sanity-check validation
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()

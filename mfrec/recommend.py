@@ -8,7 +8,7 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from mfrec.app import CONFIG_DIR, run_command
 from mfrec.checkpoint import load_module
@@ -34,15 +34,17 @@ def rank_movies(
     num_movies = model.movie_embedding.num_embeddings
     # The seed's query, batched over all movies the same way, so the numbers match it exactly.
     predictions = model.predict(torch.tensor([user] * num_movies), torch.arange(num_movies))
-    if clip is not None:
-        predictions = predictions.clamp(*clip)
     candidates = range(num_movies)
     if seen is not None:
         rated = set(seen.movies[seen.users == user].tolist())
         candidates = [movie for movie in candidates if movie not in rated]
     scores = predictions.tolist()
+    # Ranked on the raw predictions: clipping first would tie every movie above the scale's top.
     ranked = sorted(((movie, scores[movie]) for movie in candidates), key=lambda item: item[1], reverse=True)
-    return ranked if top_k is None else ranked[:top_k]
+    ranked = ranked if top_k is None else ranked[:top_k]
+    if clip is not None:
+        ranked = [(movie, min(max(score, clip[0]), clip[1])) for movie, score in ranked]
+    return ranked
 
 
 def format_report(user_id: object, ranked: list[tuple[int, float]], titles: list[str]) -> str:
@@ -74,8 +76,6 @@ def top_k(
     all_movies, all_scores = [], []
     for chunk in users.split(chunk_size):
         scores = module.model.score_all(chunk)
-        if low_high is not None:
-            scores = scores.clamp(*low_high)
         if seen_users is not None:
             # seen_users is sorted: each chunk user's training movies are one slice of seen_movies
             starts = torch.searchsorted(seen_users, chunk)
@@ -84,8 +84,10 @@ def top_k(
             rows = torch.repeat_interleave(torch.arange(len(chunk)), counts)
             position_in_row = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
             scores[rows, seen_movies[starts[rows] + position_in_row]] = -torch.inf
-        values, movies = torch.topk(scores, k, dim=1)
+        values, movies = torch.topk(scores, k, dim=1)  # ranked on raw scores, clipped for display
         movies[values == -torch.inf] = -1
+        if low_high is not None:
+            values = values.clamp(*low_high)
         all_movies.append(movies)
         all_scores.append(values)
     return torch.cat(all_movies), torch.cat(all_scores)
@@ -110,6 +112,8 @@ def recommend(cfg: DictConfig) -> None:
     """mfrec-recommend: print a table per user, or write every user's top-k to ``output`` as CSV."""
     if not isinstance(cfg.k, int) or isinstance(cfg.k, bool) or cfg.k < 1:
         raise ConfigError("k", f"got {cfg.k!r}; valid: an integer >= 1")
+    if not isinstance(cfg.users, ListConfig):
+        raise ConfigError("users", f"got {cfg.users!r}; valid: a list of user ids, e.g. users=[196,42]")
     module = load_module(cfg.ckpt_path)
     info = module.data_info
     requested = resolve_users(info["user_ids"], list(cfg.users)) if cfg.users else None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -51,10 +52,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     model.attach_data(datamodule)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = _callbacks(cfg, has_validation=datamodule.has_validation())
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=_callbacks(cfg, has_validation=datamodule.has_validation()),
+        callbacks=callbacks,
         logger=[instantiate(logger) for logger in (cfg.get("logger") or {}).values()] or False,
+        # Lightning would add its own per-epoch checkpoint without a ModelCheckpoint among the
+        # callbacks; mfrec writes last.ckpt itself (mfrec.checkpointing.LastCheckpoint).
+        enable_checkpointing=any(isinstance(callback, ModelCheckpoint) for callback in callbacks),
     )
 
     if cfg.train:
@@ -64,9 +69,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.test and datamodule.has_test():
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
+        # The best weights if this run found any, else the given checkpoint's when it trained nothing.
+        tested = best or (None if cfg.train else cfg.get("ckpt_path"))
+        trainer.test(model, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True)
         test_metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
-        print(format_metrics(test_metrics, f"Test metrics ({'best' if best else 'last'} checkpoint):"))
+        print(format_metrics(test_metrics, f"Test metrics ({'best' if best else 'final'} weights):"))
         metrics.update(test_metrics)
 
     clip = tuple(ratings.rating_scale) if cfg.report.clip else None
@@ -122,7 +129,8 @@ def _callbacks(cfg: DictConfig, has_validation: bool) -> list[pl.Callback]:
 def main(cfg: DictConfig) -> float | None:
     if cfg.get("print_config"):
         print(OmegaConf.to_yaml(cfg, resolve=True))
-    metrics = run_command("mfrec-train", lambda: train(cfg))
+    # A failed resume must not remove the run directory it was pointed at.
+    metrics = run_command("mfrec-train", lambda: train(cfg), keep_run_dir=bool(cfg.get("resume")))
     run_dir = HydraConfig.get().runtime.output_dir
     print(f"\nRun directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
     return metrics.get("val/rmse_best")

@@ -46,7 +46,6 @@ def test_triples_map_raw_ids_to_indices_in_order_of_appearance():
     assert list(zip(ratings.users.tolist(), ratings.movies.tolist(), ratings.ratings.tolist())) == [
         (0, 0, 3.0), (1, 1, 2.0), (0, 1, 5.0)
     ]
-    assert ratings.user_index("bob") == 1
 
 
 def test_triples_reject_a_non_numeric_rating():

@@ -54,6 +54,8 @@ class CsvRatings:
     ):
         if path is None or str(path) == "":
             raise ConfigError("data.source.path", "is required: the ratings file to read (CSV or parquet)")
+        # A command line cannot easily pass a real tab: accept the two characters \t (and "tab").
+        sep = {"\\t": "\t", "tab": "\t"}.get(sep, sep) if isinstance(sep, str) else sep
         if not isinstance(sep, str) or not sep or sep in ("\n", "\r", '"'):
             raise ConfigError("data.source.sep", f"got {sep!r}; give the field separator, e.g. ',' or '\\t' or '::'")
         if id_type not in ("int", "str"):

@@ -9,7 +9,7 @@ import torch
 
 from mfrec.data.loader import Batch, TripleLoader
 from mfrec.data.ratings import Ratings
-from mfrec.data.splits import carve_validation, per_user_split, random_split, temporal_split
+from mfrec.data.splits import carve_validation, check_training_left, per_user_split, random_split, temporal_split
 from mfrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class RatingsDataModule(pl.LightningDataModule):
             return
         ratings = self.source.load()
         train, val, test = self._split(ratings)
+        check_training_left(train)
         self.ratings = ratings
         self.train_ratings, self.val_ratings, self.test_ratings = (ratings.subset(i) for i in (train, val, test))
         self._report_cold_start()

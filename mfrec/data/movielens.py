@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from mfrec.data.cache import cached_load
-from mfrec.data.download import default_data_root, ensure_release
+from mfrec.data.download import default_data_root, ensure_release, missing_files
 from mfrec.data.ratings import Ratings
 from mfrec.data.readers import TableFormat, build_ratings, read_ratings, read_titles, record_line
 from mfrec.data.releases import Release, get_release
@@ -48,7 +48,7 @@ class MovieLens:
 
     def missing_files(self) -> list[str]:
         """The release's expected files that are not in its folder."""
-        return [name for name in self.release.expected_files if not (self.folder / name).is_file()]
+        return missing_files(self.release, self.root)
 
     def prepare(self) -> Path:
         """Make sure the release is on disk (downloading it if allowed) and return its folder."""

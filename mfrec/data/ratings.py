@@ -49,11 +49,3 @@ class Ratings:
             ratings=self.ratings[index],
             timestamps=None if self.timestamps is None else self.timestamps[index],
         )
-
-    def user_index(self, raw_id: object) -> int:
-        """The index of a raw user id, or ``KeyError`` when the data has no such user."""
-        lookup = getattr(self, "_user_lookup", None)
-        if lookup is None:
-            lookup = {raw: index for index, raw in enumerate(self.user_ids)}
-            object.__setattr__(self, "_user_lookup", lookup)
-        return lookup[raw_id]

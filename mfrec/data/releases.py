@@ -69,5 +69,5 @@ RELEASES: dict[str, Release] = {
 
 def get_release(name: str) -> Release:
     if name not in RELEASES:
-        raise ConfigError("data.release", f"unknown MovieLens release '{name}'; valid: {', '.join(RELEASES)}")
+        raise ConfigError("data.source.release", f"unknown MovieLens release '{name}'; valid: {', '.join(RELEASES)}")
     return RELEASES[name]

@@ -99,5 +99,10 @@ def _rank_within(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.arange(len(groups)) - starts, torch.repeat_interleave(counts, counts).to(torch.float64)
 
 
+def check_training_left(train: torch.Tensor) -> None:
+    if len(train) == 0:
+        raise ConfigError("data.val_fraction", "the split leaves no training ratings; hold out smaller fractions")
+
+
 def _sorted(index: torch.Tensor) -> torch.Tensor:
     return torch.sort(index).values

@@ -43,7 +43,7 @@ class SyntheticRatings:
         noise: float = 0.5,
         popularity_exponent: float = 1.0,
         rating_scale: Sequence[float] = (1.0, 5.0),
-        seed: int = 0,
+        seed: int | None = 0,
     ):
         for key, value in (("num_users", num_users), ("num_items", num_items), ("num_ratings", num_ratings), ("rank", rank)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -59,6 +59,7 @@ class SyntheticRatings:
         scale = list(rating_scale)
         if len(scale) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in scale) or not scale[0] < scale[1]:
             raise ConfigError("data.source.rating_scale", f"got {scale!r}; valid: [low, high] with low < high")
+        seed = 0 if seed is None else seed  # an unseeded run (seed=null) still gets reproducible data
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError("data.source.seed", f"got {seed!r}; valid: an integer >= 0")
         self.num_users, self.num_items, self.num_ratings = num_users, num_items, num_ratings
