@@ -29,7 +29,8 @@ def checkpoint(tmp_path_factory) -> Path:
             f"paths.output_dir={run_dir}", "data=triples", "data.test_fraction=0.25", "model=biased_mf",
             "model.embedding_dim=4", "trainer.max_epochs=30", "print_config=false", "report.users=[]",
         ])
-    train(cfg)
+    metrics = train(cfg)
+    (run_dir / "train_metrics.json").write_text(json.dumps(metrics))
     return run_dir / "checkpoints" / "last.ckpt"
 
 
@@ -105,16 +106,25 @@ def test_missing_truncated_foreign_and_hostile_checkpoints_are_refused(checkpoin
             return (Path.touch, (marker,))
 
     hostile = tmp_path / "hostile.ckpt"
-    with hostile.open("wb") as file:
-        pickle.dump(Exploit(), file)
-    with pytest.raises(ConfigError, match="refused for safety|not a readable checkpoint"):
+    torch.save({"mfrec_data": {}, "hyper_parameters": {}, "payload": Exploit()}, hostile)
+    with pytest.raises(ConfigError, match="refused for safety"):
         load_module(hostile)
     assert not marker.exists()
 
+    legacy = tmp_path / "legacy.ckpt"  # a bare pickle, not even torch's zip format
+    with legacy.open("wb") as file:
+        pickle.dump(Exploit(), file)
+    with pytest.raises(ConfigError):
+        load_module(legacy)
+    assert not marker.exists()
 
-def test_eval_prints_and_writes_test_metrics(checkpoint, tmp_path):
+
+def test_eval_rebuilds_the_test_split_and_reproduces_the_training_runs_metrics(checkpoint, tmp_path):
     done = run("mfrec.evaluate", f"ckpt_path={checkpoint}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "test/rmse" in done.stdout and "test/mae" in done.stdout
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert saved["metrics"]["test/rmse"] > 0
+    # the fixture's run has no validation split, so it tested its final weights: last.ckpt's
+    trained = json.loads((checkpoint.parent.parent / "train_metrics.json").read_text())
+    assert saved["metrics"]["test/rmse"] == pytest.approx(trained["test/rmse"], abs=1e-6)
+    assert saved["metrics"]["test/mae"] == pytest.approx(trained["test/mae"], abs=1e-6)

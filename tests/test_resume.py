@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.util import tensor_util
 
 from mfrec.errors import ConfigError
 from mfrec.train import train
@@ -58,6 +59,19 @@ def logged_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
         for event in EventFileLoader(str(events)).Load():
             steps += [event.step for value in event.summary.value if value.tag == tag]
     return steps
+
+
+def logged_values(run_dir: Path, tag: str) -> list[float]:
+    values = []
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(events)).Load():
+            values += [_scalar(value) for value in event.summary.value if value.tag == tag]
+    return values
+
+
+def _scalar(value) -> float:
+    """A summary value written either as a plain float or as a tensor (newer TensorBoard)."""
+    return float(tensor_util.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
 
 
 def assert_same_weights(run_dir: Path, clean_run: Path) -> None:
@@ -124,3 +138,30 @@ def test_truncated_or_foreign_ckpt_path_is_a_clear_error(make_config, tmp_path):
         train(make_config(f"ckpt_path={truncated}"))
     with pytest.raises(ConfigError, match="has no checkpoints/last.ckpt"):
         train(make_config(f"resume={tmp_path}"))
+
+
+def test_continuing_from_a_checkpoint_keeps_the_best_validation_rmse_and_its_own_config(make_config, tmp_path):
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    common = ("data=triples", "data.val_fraction=0.25", "model=biased_mf", "print_config=false", "report.users=[]")
+    first = train(make_config(*common, "trainer.max_epochs=6", f"paths.output_dir={first_dir}"))
+    second = train(make_config(
+        *common, "trainer.max_epochs=12", f"paths.output_dir={second_dir}", f"ckpt_path={first_dir}/checkpoints/last.ckpt",
+    ))
+    every_val_rmse = [value for run in (first_dir, second_dir) for value in logged_values(run, "val/rmse")]
+    assert len(every_val_rmse) == 12
+    assert second["val/rmse_best"] == pytest.approx(min(every_val_rmse))  # over all 12 epochs
+    assert second["val/rmse_best"] <= first["val/rmse_best"]
+    saved = torch.load(second_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["mfrec_config"]["paths"]["output_dir"] == str(second_dir)
+    assert saved["mfrec_config"]["trainer"]["max_epochs"] == 12
+
+
+def test_a_config_error_from_inside_a_target_is_one_clear_line_and_leaves_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "mfrec.train", "data.split=kfold", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 1
+    assert "mfrec-train: error: config key 'data.split': unknown split 'kfold'" in done.stderr
+    assert "Traceback" not in done.stderr and not run_dir.exists()
