@@ -276,13 +276,13 @@ def _chunk_top_k(
     if seen.numel():
         rows = torch.searchsorted(users, seen // num_movies)
         scores[rows.to(scores.device), (seen % num_movies).to(scores.device)] = float("-inf")
-    top, values = _top_k_lowest_index_first(scores, k)
+    top, values = top_k_lowest_index_first(scores, k)
     if torch.isnan(values).any():
         raise ValueError("score_users returned NaN scores")
     return top.cpu(), torch.isfinite(values).cpu()
 
 
-def _top_k_lowest_index_first(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k_lowest_index_first(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise top ``k`` by (score descending, movie index ascending): indices and scores.
 
     ``torch.topk`` picks arbitrarily among equal values, so a tie that straddles the K-th place is

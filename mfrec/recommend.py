@@ -14,6 +14,7 @@ from mfrec.app import CONFIG_DIR, run_command
 from mfrec.checkpoint import load_module
 from mfrec.data.ratings import Ratings
 from mfrec.errors import ConfigError
+from mfrec.metrics import top_k_lowest_index_first
 from mfrec.model import MatrixFactorization
 from mfrec.module import MFModule
 
@@ -84,7 +85,8 @@ def top_k(
             rows = torch.repeat_interleave(torch.arange(len(chunk)), counts)
             position_in_row = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
             scores[rows, seen_movies[starts[rows] + position_in_row]] = -torch.inf
-        values, movies = torch.topk(scores, k, dim=1)  # ranked on raw scores, clipped for display
+        # Ranked on raw scores (clipped only for display), ties to the lower movie index as in the metrics.
+        movies, values = top_k_lowest_index_first(scores, k)
         movies[values == -torch.inf] = -1
         if low_high is not None:
             values = values.clamp(*low_high)
