@@ -46,8 +46,9 @@ class LastCheckpoint(pl.Callback):
     """``<dirpath>/last.ckpt``: the whole training state every ``every_n_epochs`` epochs and at the end.
 
     Written at the end of an epoch (after its validation), the one point from which a resumed run
-    continues exactly as an uninterrupted one. Saving at the end of training too means a stop
-    between two saves (max_epochs, early stopping, SIGTERM) never leaves a stale file.
+    continues exactly as an uninterrupted one. The loggers are flushed first, so the curves on disk
+    are never behind a checkpoint. Saving at the end of training too means a stop between two saves
+    (max_epochs, early stopping, SIGTERM) never leaves a stale file.
     """
 
     def __init__(self, dirpath: str, every_n_epochs: int = 1):
@@ -56,15 +57,6 @@ class LastCheckpoint(pl.Callback):
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_epochs = every_n_epochs
         self._saved_at_step: int | None = None
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Lightning logs an epoch's metrics just after this callback saved it; flushing them now
-        # means a kill never leaves the curves missing steps that the checkpoint has done.
-        if self._saved_at_step == trainer.global_step:
-            for logger in trainer.loggers:
-                flush = getattr(logger.experiment, "flush", None)
-                if flush is not None:
-                    flush()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
@@ -75,6 +67,10 @@ class LastCheckpoint(pl.Callback):
             self._save(trainer)
 
     def _save(self, trainer: pl.Trainer) -> None:
+        for logger in trainer.loggers:
+            flush = getattr(logger.experiment, "flush", None)
+            if flush is not None:
+                flush()
         trainer.save_checkpoint(self.path, weights_only=False)  # the whole state, to resume
         self._saved_at_step = trainer.global_step
 

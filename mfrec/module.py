@@ -150,7 +150,10 @@ class MFModule(pl.LightningModule):
                 f"training diverged in epoch {self.current_epoch}: the loss became {mean_loss.item()}. "
                 f"Try a smaller learning rate than optimizer.lr={lr:g} (e.g. optimizer.lr={lr / 10:g})."
             )
-        self.log("train/loss", mean_loss, on_step=False, on_epoch=True, batch_size=count)
+        # Logged per chunk, as it happens (log_every_n_steps counts chunks): written before the
+        # epoch's checkpoint, so a killed and resumed run's curve has no hole (an epoch-mean
+        # metric would only be written after the checkpoint).
+        self.log("train/loss", mean_loss, on_step=True, on_epoch=False, batch_size=count)
 
     def on_train_start(self) -> None:
         if self.trainer.ckpt_path is None:  # a resumed run keeps the best it restored

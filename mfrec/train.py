@@ -29,8 +29,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("resume"):
         cfg = resumed_config(cfg.resume)
     validate_config(cfg)
-    if cfg.get("ckpt_path"):
-        read_checkpoint(cfg.ckpt_path)  # a clear error now rather than a traceback from inside fit
+    continued_from = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None  # clear errors now
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, verbose=False)
 
@@ -56,7 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=[instantiate(logger) for logger in (cfg.get("logger") or {}).values()] or False,
+        logger=_loggers(cfg, continued_from) or False,
         # Lightning would add its own per-epoch checkpoint without a ModelCheckpoint among the
         # callbacks; mfrec writes last.ckpt itself (mfrec.checkpointing.LastCheckpoint).
         enable_checkpointing=any(isinstance(callback, ModelCheckpoint) for callback in callbacks),
@@ -112,6 +111,24 @@ def _raise_if_interrupted(trainer: pl.Trainer, cfg: DictConfig) -> None:
         f"optimizer steps, all saved in {run_dir}/checkpoints/last.ckpt. Continue with: mfrec-train resume={run_dir}",
         stop.received,
     )
+
+
+def _loggers(cfg: DictConfig, continued_from: dict | None) -> list:
+    """The configured loggers; continuing a checkpoint, TensorBoard is told where the run restarts.
+
+    Points logged after that checkpoint by the interrupted run are replayed now; ``purge_step``
+    makes TensorBoard show the replayed ones instead of both.
+    """
+    restart_step = None
+    if continued_from is not None:
+        fit_loop = continued_from.get("loops", {}).get("fit_loop", {})
+        restart_step = fit_loop.get("epoch_loop.state_dict", {}).get("_batches_that_stepped")
+    loggers = []
+    for logger_cfg in (cfg.get("logger") or {}).values():
+        is_tensorboard = str(logger_cfg.get("_target_", "")).endswith("TensorBoardLogger")
+        extra = {"purge_step": restart_step} if is_tensorboard and restart_step is not None else {}
+        loggers.append(instantiate(logger_cfg, **extra))
+    return loggers
 
 
 def _callbacks(cfg: DictConfig, has_validation: bool) -> list[pl.Callback]:
