@@ -8,10 +8,10 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from mfrec.app import CONFIG_DIR, run_command
 from mfrec.checkpoint import read_checkpoint
@@ -142,12 +142,23 @@ def _callbacks(cfg: DictConfig, has_validation: bool) -> list[pl.Callback]:
     return callbacks
 
 
+def _train_command(cfg: DictConfig) -> dict[str, float]:
+    if cfg.get("resume"):
+        ignored = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "print_config="))]
+        if ignored:
+            raise ConfigError(
+                "resume", f"continues a run with the config stored in it, so {' '.join(ignored)} would be ignored; "
+                "to continue with changes give ckpt_path=<run dir>/checkpoints/last.ckpt and the overrides instead",
+            )
+    return train(cfg)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     if cfg.get("print_config"):
         print(OmegaConf.to_yaml(cfg, resolve=True))
     # A failed resume must not remove the run directory it was pointed at.
-    metrics = run_command("mfrec-train", lambda: train(cfg), keep_run_dir=bool(cfg.get("resume")))
+    metrics = run_command("mfrec-train", lambda: _train_command(cfg), keep_run_dir=bool(cfg.get("resume")))
     run_dir = HydraConfig.get().runtime.output_dir
     print(f"\nRun directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
     return metrics.get("val/rmse_best")

@@ -168,3 +168,13 @@ def test_a_config_error_from_inside_a_target_is_one_clear_line_and_leaves_nothin
     assert done.returncode == 1
     assert "mfrec-train: error: config key 'data.split': unknown split 'kfold'" in done.stderr
     assert "Traceback" not in done.stderr and not run_dir.exists()
+
+
+def test_resume_refuses_overrides_it_would_ignore(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "mfrec.train", f"resume={tmp_path}", "trainer.max_epochs=5"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 1
+    assert "trainer.max_epochs=5 would be ignored" in done.stderr and "ckpt_path=" in done.stderr
+    assert tmp_path.exists()  # the directory it was pointed at is left alone
