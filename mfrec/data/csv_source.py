@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mfrec.data.cache import cached_load
-from mfrec.data.ratings import Ratings
+from mfrec.data.ratings import Ratings, parse_rating_scale
 from mfrec.data.readers import (
     Column,
     TableFormat,
@@ -69,7 +69,7 @@ class CsvRatings:
         self.encoding = encoding
         self.id_type = id_type
         self.cache = cache
-        self.rating_scale = _scale(rating_scale)
+        self.rating_scale = parse_rating_scale(rating_scale)
         parquet = self.path.suffix.lower() in PARQUET_SUFFIXES
         self.user_col = _column("user_col", user_col, self.header or parquet)
         self.item_col = _column("item_col", item_col, self.header or parquet)
@@ -121,12 +121,3 @@ def _column(key: str, value: object, named_ok: bool) -> Column:
     if isinstance(value, str) and not named_ok:
         raise ConfigError(f"data.source.{key}", f"is the name {value!r} but the file has no header (header=false); give a 0-based position")
     return value
-
-
-def _scale(value: Sequence[float] | None) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    values = list(value)
-    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values) or not values[0] < values[1]:
-        raise ConfigError("data.source.rating_scale", f"got {values!r}; give [low, high] with low < high, or null for the observed range")
-    return float(values[0]), float(values[1])

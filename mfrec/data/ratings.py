@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
+
+from mfrec.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,13 @@ class Ratings:
             ratings=self.ratings[index],
             timestamps=None if self.timestamps is None else self.timestamps[index],
         )
+
+
+def parse_rating_scale(value: Sequence[float] | None, key: str = "data.source.rating_scale") -> tuple[float, float] | None:
+    """A declared ``[low, high]`` rating scale as two floats (None stays None: use the observed range)."""
+    if value is None:
+        return None
+    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values) or not values[0] < values[1]:
+        raise ConfigError(key, f"got {values!r}; valid: [low, high] with low < high, or null for the observed range")
+    return float(values[0]), float(values[1])

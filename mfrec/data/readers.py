@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mfrec.data.ratings import Ratings
+from mfrec.data.ratings import Ratings, parse_rating_scale
 from mfrec.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def read_ratings(
     if timestamp_col is not None:
         fields.append(table.field("timestamp", timestamp_col, "int", "timestamp"))
     table.check_distinct(fields)
-    scale = _checked_scale(rating_scale, path)
+    scale = parse_rating_scale(rating_scale)
     if len(fields) < table.num_fields:  # the C parser checks field counts only when it reads every column
         table.check_field_counts(fields)
 
@@ -196,7 +196,7 @@ def read_parquet_ratings(
     """Read a parquet ratings table (needs pyarrow) with the same checks as the text files; rows are 1-based."""
     path = Path(path)
     frame, names = _read_parquet(path, [user_col, item_col, rating_col] + ([timestamp_col] if timestamp_col is not None else []))
-    scale = _checked_scale(rating_scale, path)
+    scale = parse_rating_scale(rating_scale)
     if len(frame) == 0:
         raise DataError(f"{path} holds no rows: expected one rating per row")
     users = _parquet_ids(frame, names[0], id_type, "user id", path)
@@ -696,15 +696,6 @@ def _blank_rows(frame: pd.DataFrame) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _checked_scale(rating_scale: Sequence[float] | None, path: Path) -> tuple[float, float] | None:
-    if rating_scale is None:
-        return None
-    values = list(rating_scale)
-    if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) or not values[0] < values[1]:
-        raise DataError(f"{path}: rating_scale must be [low, high] with low < high, got {values!r}")
-    return float(values[0]), float(values[1])
 
 
 def _clean_str_ids(values: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mfrec.data.ratings import Ratings
+from mfrec.data.ratings import Ratings, parse_rating_scale
 from mfrec.errors import DataError
 
 
@@ -107,11 +107,10 @@ class Triples:
 
 def _scale(declared: Sequence[float] | None, values: torch.Tensor, key: str) -> tuple[float, float]:
     """The declared rating scale (checked against the data), or the observed min and max."""
-    if declared is None:
+    scale = parse_rating_scale(declared, key)
+    if scale is None:
         return float(values.min()), float(values.max())
-    if len(declared) != 2 or not declared[0] < declared[1]:
-        raise DataError(f"{key} must be [low, high] with low < high, got {list(declared)!r}")
-    low, high = float(declared[0]), float(declared[1])
+    low, high = scale
     outside = (values < low) | (values > high)
     if outside.any():
         raise DataError(f"{key} is [{low}, {high}] but the data holds the rating {float(values[outside][0])}")

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mfrec.data.ratings import Ratings
+from mfrec.data.ratings import Ratings, parse_rating_scale
 from mfrec.errors import ConfigError
 
 _FIRST_TIMESTAMP = 789_652_009  # 1995-01-09, MovieLens' first rating
@@ -56,15 +56,15 @@ class SyntheticRatings:
         for key, value in (("noise", noise), ("popularity_exponent", popularity_exponent)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"data.source.{key}", f"got {value!r}; valid: a number >= 0")
-        scale = list(rating_scale)
-        if len(scale) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in scale) or not scale[0] < scale[1]:
-            raise ConfigError("data.source.rating_scale", f"got {scale!r}; valid: [low, high] with low < high")
+        scale = parse_rating_scale(rating_scale)
+        if scale is None:
+            raise ConfigError("data.source.rating_scale", "synthetic ratings need a scale, e.g. [1, 5]")
         seed = 0 if seed is None else seed  # an unseeded run (seed=null) still gets reproducible data
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError("data.source.seed", f"got {seed!r}; valid: an integer >= 0")
         self.num_users, self.num_items, self.num_ratings = num_users, num_items, num_ratings
         self.rank, self.noise, self.popularity_exponent = rank, float(noise), float(popularity_exponent)
-        self.rating_scale = (float(scale[0]), float(scale[1]))
+        self.rating_scale = scale
         self.seed = seed
 
     def load(self) -> Ratings:
