@@ -1,4 +1,4 @@
-"""Evaluation metrics in plain torch: rating error (RMSE/MAE) and full-ranking top-K metrics.
+"""Full-ranking top-K metrics in plain torch (rating error, RMSE/MAE, comes from torchmetrics in MFModule).
 
 The ranking metrics follow RecBole's definitions with binary relevance and are computed over the
 *full* catalogue (every movie is a candidate, not a sampled subset), which is the protocol that
@@ -12,10 +12,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["rating_errors", "ranking_metrics", "RANKING_METRIC_NAMES"]
-
-# Per-K metrics returned by ranking_metrics, as ``f"{name}@{k}"``.
-RANKING_METRIC_NAMES = ("precision", "recall", "ndcg", "hit_rate", "map", "coverage")
+__all__ = ["ranking_metrics", "top_k_lowest_index_first"]
 
 # Train pairs are scanned in blocks this long so that the temporaries stay small (a few tens of MB)
 # however large the training set is.
@@ -23,21 +20,6 @@ _SCAN_BLOCK = 1 << 22
 # Rows whose top-K boundary falls inside a run of equal scores are re-ranked this many at a time:
 # the re-ranking needs an int64 copy of each such row.
 _TIE_ROWS = 128
-
-
-@torch.no_grad()
-def rating_errors(predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """``{"rmse": ..., "mae": ...}`` of ``predictions`` against ``targets``, in float64.
-
-    Float64 so that the result does not depend on how many ratings there are (float32 sums of
-    millions of squared errors lose digits). Clip the predictions first if the rating scale allows.
-    """
-    if predictions.shape != targets.shape:
-        raise ValueError(f"predictions have shape {tuple(predictions.shape)}, targets {tuple(targets.shape)}")
-    if predictions.numel() == 0:
-        raise ValueError("rating_errors needs at least one rating")
-    error = predictions.detach().to(torch.float64) - targets.detach().to(torch.float64)
-    return {"rmse": error.square().mean().sqrt().item(), "mae": error.abs().mean().item()}
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mfrec.metrics import rating_errors, ranking_metrics
+from mfrec.metrics import ranking_metrics
 
 # ---------------------------------------------------------------------------------------------
 # The hand-computed example: 4 users x 6 movies.
@@ -332,21 +332,3 @@ def test_bad_scores_are_reported():
         ranking_metrics(
             score_table(SCORES), 6, TRAIN_USERS, TRAIN_MOVIES, TEST_USERS, TEST_MOVIES + 1, TEST_RATINGS, ks=(1,)
         )
-
-
-# ---------------------------------------------------------------------------------------------
-# Rating error.
-
-
-def test_rating_errors_by_hand():
-    # errors -1, 0, -2: RMSE sqrt((1 + 0 + 4) / 3), MAE (1 + 0 + 2) / 3.
-    result = rating_errors(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 2.0, 5.0]))
-    assert result == {"rmse": pytest.approx(math.sqrt(5 / 3)), "mae": pytest.approx(1.0)}
-
-
-def test_rating_errors_perfect_and_invalid():
-    assert rating_errors(torch.tensor([4.5]), torch.tensor([4.5])) == {"rmse": 0.0, "mae": 0.0}
-    with pytest.raises(ValueError, match="shape"):
-        rating_errors(torch.zeros(3), torch.zeros(2))
-    with pytest.raises(ValueError, match="at least one"):
-        rating_errors(torch.zeros(0), torch.zeros(0))
