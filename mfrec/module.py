@@ -8,8 +8,8 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.nn import functional as F
 from pytorch_lightning.core.optimizer import LightningOptimizer
+from torch.nn import functional as F
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MinMetric
 
 from mfrec.data.datamodule import RatingsDataModule

@@ -387,3 +387,11 @@ def test_cache_can_be_turned_off(tmp_path: Path):
     path = write(tmp_path / "ratings.csv", RATINGS_CSV)
     CsvRatings(path, cache=False).load()
     assert cache_files(tmp_path) == []
+
+
+def test_an_unclosed_quote_is_a_data_error_naming_the_file(tmp_path):
+    # Found by tests/test_fuzz.py: pandas fails while opening its reader, before any row is read.
+    path = tmp_path / "ratings.csv"
+    path.write_text('userId,movieId,rating,timestamp\n"')
+    with pytest.raises(DataError, match=r"ratings\.csv could not be parsed \(.*EOF inside string"):
+        CsvRatings(path, timestamp_col="timestamp", cache=False).load()

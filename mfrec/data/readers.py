@@ -505,9 +505,10 @@ class _Table:
         """
         typed = {self.name(f.position): "float64" if f.kind in ("int", "float") else "object" for f in fields}
         options = self._pandas_options()
-        reader = pd.read_csv(self._source(), dtype=typed, skip_blank_lines=False, chunksize=_DIAGNOSE_CHUNK, **options)
         lines_before = self.data_start
         try:
+            # Inside the try: opening the reader already tokenizes, and can fail (an unclosed quote).
+            reader = pd.read_csv(self._source(), dtype=typed, skip_blank_lines=False, chunksize=_DIAGNOSE_CHUNK, **options)
             with reader:
                 for chunk in reader:
                     problem = self.first_problem(lines_before, _suspects(chunk, self, fields, scale), fields, scale)
