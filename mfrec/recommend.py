@@ -121,9 +121,7 @@ def recommend(cfg: DictConfig) -> None:
     requested = resolve_users(info["user_ids"], list(cfg.users)) if cfg.users else None
     if requested is None and not cfg.output:
         raise ConfigError("users", "give users=[id,...] to print, or output=recs.csv to write all users' top-k")
-    pairs = requested or list(enumerate(info["user_ids"]))
-    if requested is None:
-        pairs = [(raw, index) for index, raw in pairs]
+    pairs = requested if requested is not None else [(raw, index) for index, raw in enumerate(info["user_ids"])]
     indices = torch.tensor([index for _, index in pairs], dtype=torch.int64)
     movies, scores = top_k(module, indices, cfg.k, exclude_seen=cfg.exclude_seen, clip=cfg.clip)
     if cfg.output:
