@@ -16,6 +16,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from mfrec.errors import ConfigError, DataError, MfrecError
+from mfrec.run_result import RESULT_FILE
+from mfrec.sweeps.naming import job_dirname
 
 # The top-level configs/ of the source tree (mfrec is installed with `pip install -e .`). An absolute
 # path, because Hydra resolves a relative one against the module path when run as a console script.
@@ -25,6 +27,8 @@ Result = TypeVar("Result")
 
 # hydra/default.yaml: `mfrec-train resume=<run dir>` continues in that directory instead of a new one.
 OmegaConf.register_new_resolver("mfrec.run_dir", lambda resume, fresh: resume or fresh, replace=True)
+# hydra/default.yaml: sweep job directories named after their overrides.
+OmegaConf.register_new_resolver("mfrec.job_dirname", job_dirname, replace=True)
 
 
 class _DropAdverts(logging.Filter):
@@ -46,8 +50,8 @@ def run_command(command: str, work: Callable[[], Result], keep_run_dir: bool = F
     """Run ``work``; an MfrecError becomes ``<command>: error: ...`` on stderr and a non-zero exit.
 
     Config and data errors stop a run before it writes anything, so the run directory Hydra made
-    for it is removed again (unless ``keep_run_dir``). In a multirun the error is re-raised: Hydra
-    runs the remaining jobs, then reports the failure.
+    for it is removed again (unless ``keep_run_dir``). In a multirun the error is re-raised for the
+    caller to report (see ``mfrec.train.main``) and the job's directory is kept: the sweep lists it.
     """
     quiet_library_noise()
     try:
@@ -58,18 +62,23 @@ def run_command(command: str, work: Callable[[], Result], keep_run_dir: bool = F
                 raise wrapped.__cause__ from None
             raise
     except MfrecError as error:
+        if in_multirun():
+            raise
         if isinstance(error, (ConfigError, DataError)) and not keep_run_dir:
             _discard_unused_run_dir()
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
         print(f"{command}: error: {error}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 1))
 
 
+def in_multirun() -> bool:
+    """True inside a job of a ``-m`` sweep."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def _discard_unused_run_dir() -> None:
-    """Remove this run's directory if it holds nothing but Hydra's own files."""
+    """Remove this run's directory if it holds nothing but Hydra's own files and the failed result.json."""
     if not HydraConfig.initialized():
         return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+    if run_dir.is_dir() and all(p.name in (".hydra", RESULT_FILE) or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -13,12 +13,14 @@ from mfrec.errors import ConfigError
 
 TOP_LEVEL_KEYS = {
     "task_name", "seed", "train", "test", "ckpt_path", "resume", "print_config", "report", "metrics",
-    "data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
+    "data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "dashboard",
 }
 REPORT_KEYS = {"users", "top_k", "exclude_seen", "clip"}
 # Filled in by mfrec-train from the data and the other groups, never by the model config.
 MODEL_ARGS_FROM_DATA = {"num_users", "num_movies", "global_mean", "rating_scale", "optimizer", "scheduler", "ranking"}
 METRICS_KEYS = {"ks", "relevance_threshold", "max_users", "chunk_size"}
+DASHBOARD_KEYS = {"hparams", "projector"}
+PROJECTOR_KEYS = {"movies", "users", "max_items"}
 
 
 def _is_int(value: Any) -> bool:
@@ -57,6 +59,10 @@ RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("metrics.relevance_threshold", _is_number, "a rating, e.g. 4.0"),
     ("metrics.max_users", lambda v: v is None or _positive_int(v), "null (all users) or an integer >= 1"),
     ("metrics.chunk_size", _positive_int, "an integer >= 1"),
+    ("dashboard.hparams", lambda v: isinstance(v, bool), "true or false"),
+    ("dashboard.projector.movies", lambda v: isinstance(v, bool), "true or false"),
+    ("dashboard.projector.users", lambda v: isinstance(v, bool), "true or false"),
+    ("dashboard.projector.max_items", lambda v: v is None or _positive_int(v), "null (all) or an integer >= 1"),
 ]
 
 
@@ -67,6 +73,8 @@ def validate_config(cfg: DictConfig) -> None:
     _check_known_keys(cfg, "", TOP_LEVEL_KEYS)
     _check_known_keys(cfg.get("report") or {}, "report.", REPORT_KEYS)
     _check_known_keys(cfg.get("metrics") or {}, "metrics.", METRICS_KEYS)
+    _check_known_keys(cfg.get("dashboard") or {}, "dashboard.", DASHBOARD_KEYS)
+    _check_known_keys(OmegaConf.select(cfg, "dashboard.projector") or {}, "dashboard.projector.", PROJECTOR_KEYS)
     for key in sorted(set(cfg.get("model") or {}) & MODEL_ARGS_FROM_DATA):
         raise ConfigError(f"model.{key}", "is set by mfrec-train from the data and the optimizer/scheduler groups; remove it")
     for path, node in _target_nodes(cfg):

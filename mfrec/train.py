@@ -13,13 +13,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from mfrec.app import CONFIG_DIR, run_command
+from mfrec import dashboard
+from mfrec.app import CONFIG_DIR, in_multirun, run_command
 from mfrec.checkpoint import read_checkpoint
 from mfrec.checkpointing import GracefulStop
 from mfrec.config import validate_config
 from mfrec.data import RatingsDataModule
-from mfrec.errors import ConfigError, Interrupted
+from mfrec.errors import ConfigError, Interrupted, MfrecError
 from mfrec.recommend import format_metrics, format_report, rank_movies, resolve_users
+from mfrec.run_result import is_pruned, recording_result
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test_metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
         print(format_metrics(test_metrics, f"Test metrics ({'best' if best else 'final'} weights):"))
         metrics.update(test_metrics)
+    dashboard.publish(cfg, trainer, model, datamodule, metrics)
 
     clip = tuple(ratings.rating_scale) if cfg.report.clip else None
     seen = datamodule.train_ratings if cfg.report.exclude_seen else None
@@ -153,13 +156,38 @@ def _train_command(cfg: DictConfig) -> dict[str, float]:
     return train(cfg)
 
 
+def _report_failed_sweep_job(error: Exception) -> None:
+    """One line for an mfrec error, the traceback for anything else; the sweep goes on with its other jobs."""
+    job = Path(HydraConfig.get().runtime.output_dir).name
+    if isinstance(error, MfrecError):
+        log.error("mfrec-train: error in sweep job %s: %s", job, error)
+    else:
+        log.exception("mfrec-train: sweep job %s failed", job)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    """A single run, or one job of a ``-m`` sweep.
+
+    Every run leaves ``result.json`` in its directory (mfrec.run_result). A sweep job that fails is
+    reported and returns None, so that the sweep runs its other jobs and ends with its summary,
+    which lists the failure and makes the exit status non-zero (mfrec.sweeps.callback).
+    """
     if cfg.get("print_config"):
         print(OmegaConf.to_yaml(cfg, resolve=True))
-    # A failed resume must not remove the run directory it was pointed at.
-    metrics = run_command("mfrec-train", lambda: _train_command(cfg), keep_run_dir=bool(cfg.get("resume")))
-    run_dir = HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    run_dir, overrides = hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task)
+    try:
+        metrics = run_command(
+            "mfrec-train",
+            lambda: recording_result(run_dir, overrides, lambda: _train_command(cfg), record_startup_errors=in_multirun()),
+            keep_run_dir=bool(cfg.get("resume")),  # a failed resume must not remove the run directory it was pointed at
+        )
+    except Exception as error:
+        if not in_multirun() or is_pruned(error):  # a pruned trial is the Optuna sweeper's to record
+            raise
+        _report_failed_sweep_job(error)
+        return None
     print(f"\nRun directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
     return metrics.get("val/rmse_best")
 

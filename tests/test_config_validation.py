@@ -28,6 +28,9 @@ from mfrec.train import train
         ("+trainer.max_epoch=3", "trainer.max_epoch", "pytorch_lightning.Trainer accepts"),
         ("+colour=red", "colour", "unknown key"),
         ("+model.num_users=3", "model.num_users", "set by mfrec-train from the data"),
+        ("dashboard.projector.max_items=0", "dashboard.projector.max_items", "null (all) or an integer >= 1"),
+        ("dashboard.hparams=yes", "dashboard.hparams", "true or false"),
+        ("+dashboard.projector.films=true", "dashboard.projector.films", "valid keys here: max_items, movies, users"),
     ],
 )
 def test_invalid_values_are_refused_before_training(make_config, tmp_path, override, key, valid):
