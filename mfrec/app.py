@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import shlex
 import shutil
 import sys
 import warnings
@@ -68,6 +70,20 @@ def run_command(command: str, work: Callable[[], Result], keep_run_dir: bool = F
             _discard_unused_run_dir()
         print(f"{command}: error: {error}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 1))
+
+
+def override_argument(key: str, value: str) -> str:
+    """``key=value`` as a shell argument that Hydra reads back as ``value``.
+
+    Hydra refuses an unquoted value holding ``=`` or ``,`` (as sweep job directory names do), e.g.
+    ``'resume=outputs/train/multiruns/<time>/3-embedding_dim=16,lr=0.01'`` must be given as
+    ``"resume='outputs/train/multiruns/<time>/3-embedding_dim=16,lr=0.01'"``.
+    """
+    if re.fullmatch(r"[\w./-]+", value):
+        return f"{key}={value}"
+    if re.fullmatch(r"[^'\"$`\\!]+", value):  # the usual case, kept readable
+        return f"\"{key}='{value}'\""
+    return shlex.quote(f"{key}='{value}'" if "'" not in value else f'{key}="{value}"')
 
 
 def in_multirun() -> bool:

@@ -14,14 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from mfrec import dashboard
-from mfrec.app import CONFIG_DIR, in_multirun, run_command
+from mfrec.app import CONFIG_DIR, in_multirun, override_argument, run_command
 from mfrec.checkpoint import read_checkpoint
 from mfrec.checkpointing import GracefulStop
 from mfrec.config import validate_config
 from mfrec.data import RatingsDataModule
 from mfrec.errors import ConfigError, Interrupted, MfrecError
 from mfrec.recommend import format_metrics, format_report, rank_movies, resolve_users
-from mfrec.run_result import is_pruned, recording_result
+from mfrec.run_result import is_pruned, read_result, recording_result
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ def _raise_if_interrupted(trainer: pl.Trainer, cfg: DictConfig) -> None:
     run_dir = cfg.paths.output_dir
     raise Interrupted(
         f"stopped by {signal.Signals(stop.received).name} at the end of an epoch, after {trainer.global_step} "
-        f"optimizer steps, all saved in {run_dir}/checkpoints/last.ckpt. Continue with: mfrec-train resume={run_dir}",
+        f"optimizer steps, all saved in {run_dir}/checkpoints/last.ckpt. "
+        f"Continue with: mfrec-train {override_argument('resume', str(run_dir))}",
         stop.received,
     )
 
@@ -156,6 +157,16 @@ def _train_command(cfg: DictConfig) -> dict[str, float]:
     return train(cfg)
 
 
+def _train_and_record(cfg: DictConfig) -> dict[str, float]:
+    """``_train_command``, leaving result.json in the run directory however it ends (mfrec.run_result)."""
+    hydra_cfg = HydraConfig.get()
+    run_dir, overrides = hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task)
+    previous = read_result(run_dir) if cfg.get("resume") else None
+    if previous is not None:  # a resumed run keeps the overrides it was started with, not resume=...
+        overrides = previous.overrides
+    return recording_result(run_dir, overrides, lambda: _train_command(cfg), record_startup_errors=in_multirun())
+
+
 def _report_failed_sweep_job(error: Exception) -> None:
     """One line for an mfrec error, the traceback for anything else; the sweep goes on with its other jobs."""
     job = Path(HydraConfig.get().runtime.output_dir).name
@@ -169,25 +180,20 @@ def _report_failed_sweep_job(error: Exception) -> None:
 def main(cfg: DictConfig) -> float | None:
     """A single run, or one job of a ``-m`` sweep.
 
-    Every run leaves ``result.json`` in its directory (mfrec.run_result). A sweep job that fails is
-    reported and returns None, so that the sweep runs its other jobs and ends with its summary,
-    which lists the failure and makes the exit status non-zero (mfrec.sweeps.callback).
+    A sweep job that fails is reported and returns None, so that the sweep runs its other jobs and
+    ends with its summary, which lists the failure and exits non-zero (mfrec.sweeps.callback).
     """
     if cfg.get("print_config"):
         print(OmegaConf.to_yaml(cfg, resolve=True))
-    hydra_cfg = HydraConfig.get()
-    run_dir, overrides = hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task)
     try:
-        metrics = run_command(
-            "mfrec-train",
-            lambda: recording_result(run_dir, overrides, lambda: _train_command(cfg), record_startup_errors=in_multirun()),
-            keep_run_dir=bool(cfg.get("resume")),  # a failed resume must not remove the run directory it was pointed at
-        )
+        # A failed resume must not remove the run directory it was pointed at.
+        metrics = run_command("mfrec-train", lambda: _train_and_record(cfg), keep_run_dir=bool(cfg.get("resume")))
     except Exception as error:
         if not in_multirun() or is_pruned(error):  # a pruned trial is the Optuna sweeper's to record
             raise
         _report_failed_sweep_job(error)
         return None
+    run_dir = HydraConfig.get().runtime.output_dir
     print(f"\nRun directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
     return metrics.get("val/rmse_best")
 

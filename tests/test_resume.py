@@ -177,4 +177,4 @@ def test_resume_refuses_overrides_it_would_ignore(tmp_path):
     )
     assert done.returncode == 1
     assert "trainer.max_epochs=5 would be ignored" in done.stderr and "ckpt_path=" in done.stderr
-    assert tmp_path.exists()  # the directory it was pointed at is left alone
+    assert tmp_path.exists() and not (tmp_path / "result.json").exists()  # the directory it was pointed at is left alone

@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mfrec.errors import DivergenceError
 from mfrec.module import MFModule
+from mfrec.run_result import read_result
 from mfrec.train import train
 
 SHORT = ("trainer.max_epochs=20", "print_config=false")
@@ -39,6 +40,8 @@ def test_overrides_reach_the_run_and_the_printed_config(tmp_path):
     assert saved["model"]["embedding_dim"] == 8
     hparams = MFModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt").hparams
     assert (hparams.embedding_dim, hparams.optimizer["lr"]) == (8, 0.05)
+    result = read_result(run_dir)
+    assert result.status == "completed" and "train/loss" in result.metrics and "seed=3" in result.overrides
 
 
 def test_train_loss_falls_in_the_tensorboard_events(make_config, tmp_path):
@@ -100,6 +103,7 @@ def test_divergence_exits_non_zero_and_keeps_a_readable_run_directory(tmp_path):
     assert "mfrec-train: error: training diverged in epoch 0" in done.stderr
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert list(run_dir.glob("events.out.tfevents.*"))
+    assert read_result(run_dir).error.startswith("DivergenceError: training diverged in epoch 0")
 
 
 def test_multirun_sweep_gives_each_job_its_own_directory(tmp_path):
@@ -110,7 +114,7 @@ def test_multirun_sweep_gives_each_job_its_own_directory(tmp_path):
         capture_output=True, text=True, check=True,
     )
     jobs = sorted(path.name for path in sweep_dir.iterdir() if path.is_dir())
-    assert jobs == ["0", "1", "2", "3"]
+    assert jobs == ["0-embedding_dim=2,lr=0.01", "1-embedding_dim=2,lr=0.02", "2-embedding_dim=4,lr=0.01", "3-embedding_dim=4,lr=0.02"]
     for job in jobs:
         assert list((sweep_dir / job).glob("events.out.tfevents.*"))
         assert (sweep_dir / job / "checkpoints" / "last.ckpt").exists()
