@@ -133,7 +133,10 @@ def _loggers(cfg: DictConfig, continued_from: dict | None) -> list:
 
 def _callbacks(cfg: DictConfig, has_validation: bool) -> list[pl.Callback]:
     callbacks = []
-    for name, callback_cfg in (cfg.get("callbacks") or {}).items():
+    configs = dict(cfg.get("callbacks") or {})
+    if cfg.get("optuna_trial"):  # a trial of mfrec's Optuna sweeper: reports to its study, may be pruned
+        configs["optuna_trial"] = cfg.optuna_trial
+    for name, callback_cfg in configs.items():
         monitor = callback_cfg.get("monitor")
         if monitor and str(monitor).startswith("val/") and not has_validation:
             log.info("callbacks.%s skipped: it monitors %s and the data has no validation split", name, monitor)
@@ -142,7 +145,7 @@ def _callbacks(cfg: DictConfig, has_validation: bool) -> list[pl.Callback]:
     return callbacks
 
 
-def _train_command(cfg: DictConfig) -> dict[str, float]:
+def _train_command(cfg: DictConfig) -> float | None:
     if cfg.get("resume"):
         ignored = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "print_config="))]
         if ignored:
@@ -150,7 +153,17 @@ def _train_command(cfg: DictConfig) -> dict[str, float]:
                 "resume", f"continues a run with the config stored in it, so {' '.join(ignored)} would be ignored; "
                 "to continue with changes give ckpt_path=<run dir>/checkpoints/last.ckpt and the overrides instead",
             )
-    return train(cfg)
+    metrics = train(cfg)
+    return optimized_value(metrics, cfg.optimized_metric, required=bool(cfg.get("optuna_trial")))
+
+
+def optimized_value(metrics: dict[str, float], name: str, required: bool) -> float | None:
+    """The metric a sweeper optimizes. An Optuna trial must have it: a misspelled name stops the study."""
+    if name in metrics:
+        return metrics[name]
+    if required:
+        raise ConfigError("optimized_metric", f"'{name}' was not logged by this run; logged metrics: {', '.join(sorted(metrics))}")
+    return None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -158,10 +171,10 @@ def main(cfg: DictConfig) -> float | None:
     if cfg.get("print_config"):
         print(OmegaConf.to_yaml(cfg, resolve=True))
     # A failed resume must not remove the run directory it was pointed at.
-    metrics = run_command("mfrec-train", lambda: _train_command(cfg), keep_run_dir=bool(cfg.get("resume")))
+    value = run_command("mfrec-train", lambda: _train_command(cfg), keep_run_dir=bool(cfg.get("resume")))
     run_dir = HydraConfig.get().runtime.output_dir
     print(f"\nRun directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
-    return metrics.get("val/rmse_best")
+    return value
 
 
 if __name__ == "__main__":
