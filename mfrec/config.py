@@ -13,6 +13,7 @@ from mfrec.errors import ConfigError
 
 TOP_LEVEL_KEYS = {
     "task_name", "seed", "train", "test", "ckpt_path", "resume", "print_config", "report", "metrics",
+    "optimized_metric", "optuna_trial",
     "data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "dashboard",
 }
 REPORT_KEYS = {"users", "top_k", "exclude_seen", "clip"}
@@ -52,6 +53,7 @@ RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     # training on one device only.
     ("trainer.precision", lambda v: v in (None, 32, "32", "32-true"), "32 (mfrec trains in 32-bit)"),
     ("trainer.devices", lambda v: v in (1, "1", None) or v == [0], "1 (one device)"),
+    ("optimized_metric", lambda v: isinstance(v, str) and v != "", "a logged metric's name, e.g. val/rmse_best"),
     ("seed", lambda v: v is None or (_is_int(v) and 0 <= v < 2**32), "null or an integer in [0, 2**32)"),
     ("report.top_k", lambda v: v is None or _positive_int(v), "null (all movies) or an integer >= 1"),
     ("report.users", lambda v: isinstance(v, (list, ListConfig)), "a list of user ids, e.g. [0, 2]"),

@@ -9,8 +9,11 @@ class ConfigError(MfrecError):
     """A config value is missing, unknown or out of range."""
 
     def __init__(self, key: str, message: str):
-        self.key = key
+        self.key, self.message = key, message
         super().__init__(f"config key '{key}': {message}")
+
+    def __reduce__(self):  # picklable, for runs in other processes (e.g. hydra/launcher=joblib)
+        return type(self), (self.key, self.message)
 
 
 class DataError(MfrecError):
@@ -25,5 +28,8 @@ class Interrupted(MfrecError):
     """Training stopped on a signal after checkpointing; the exit status is 128 + the signal number."""
 
     def __init__(self, message: str, signum: int):
-        self.exit_code = 128 + signum
+        self.signum, self.exit_code = signum, 128 + signum
         super().__init__(message)
+
+    def __reduce__(self):
+        return type(self), (str(self), self.signum)

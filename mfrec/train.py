@@ -137,7 +137,10 @@ def _loggers(cfg: DictConfig, continued_from: dict | None) -> list:
 
 def _callbacks(cfg: DictConfig, has_validation: bool) -> list[pl.Callback]:
     callbacks = []
-    for name, callback_cfg in (cfg.get("callbacks") or {}).items():
+    configs = dict(cfg.get("callbacks") or {})
+    if cfg.get("optuna_trial"):  # a trial of mfrec's Optuna sweeper: reports to its study, may be pruned
+        configs["optuna_trial"] = cfg.optuna_trial
+    for name, callback_cfg in configs.items():
         monitor = callback_cfg.get("monitor")
         if monitor and str(monitor).startswith("val/") and not has_validation:
             log.info("callbacks.%s skipped: it monitors %s and the data has no validation split", name, monitor)
@@ -155,6 +158,15 @@ def _train_command(cfg: DictConfig) -> dict[str, float]:
                 "to continue with changes give ckpt_path=<run dir>/checkpoints/last.ckpt and the overrides instead",
             )
     return train(cfg)
+
+
+def optimized_value(metrics: dict[str, float], name: str, required: bool) -> float | None:
+    """The metric a sweeper optimizes. An Optuna trial must have it: a misspelled name stops the study."""
+    if name in metrics:
+        return metrics[name]
+    if required:
+        raise ConfigError("optimized_metric", f"'{name}' was not logged by this run; logged metrics: {', '.join(sorted(metrics))}")
+    return None
 
 
 def _train_and_record(cfg: DictConfig) -> dict[str, float]:
@@ -189,13 +201,15 @@ def main(cfg: DictConfig) -> float | None:
         # A failed resume must not remove the run directory it was pointed at.
         metrics = run_command("mfrec-train", lambda: _train_and_record(cfg), keep_run_dir=bool(cfg.get("resume")))
     except Exception as error:
-        if not in_multirun() or is_pruned(error):  # a pruned trial is the Optuna sweeper's to record
+        # An Optuna trial's outcome (failed, pruned, or a config error that stops the study) is the
+        # sweeper's to record.
+        if not in_multirun() or is_pruned(error) or cfg.get("optuna_trial"):
             raise
         _report_failed_sweep_job(error)
         return None
     run_dir = HydraConfig.get().runtime.output_dir
     print(f"\nRun directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
-    return metrics.get("val/rmse_best")
+    return optimized_value(metrics, cfg.optimized_metric, required=bool(cfg.get("optuna_trial")))
 
 
 if __name__ == "__main__":
