@@ -102,6 +102,11 @@ class GracefulStop(pl.Callback):
               "(Ctrl-C again to stop at once).", file=sys.stderr, flush=True)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:
+            # DDP: a signal may reach some processes only (`kill` of one): all stop, or the others
+            # would wait for it forever. Every process learns the signal (the highest, if several).
+            received = torch.tensor(self.received or 0, device=pl_module.device)
+            self.received = int(trainer.strategy.reduce(received, reduce_op="max")) or None
         if self.received is not None:
             trainer.should_stop = True
 

@@ -49,11 +49,10 @@ RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.leave_last_k", lambda v: v is None or _positive_int(v), "null or an integer >= 1"),
     ("data.shuffle", lambda v: isinstance(v, bool), "true or false"),
     ("trainer.max_epochs", _positive_int, "an integer >= 1"),
-    # Batches are stepped in chunks inside one training_step (mfrec.module), exact for 32-bit
-    # training on one device only.
+    # Batches are stepped in chunks inside one training_step (mfrec.module), exact for 32-bit training.
     ("trainer.precision", lambda v: v in (None, 32, "32", "32-true"), "32 (mfrec trains in 32-bit)"),
-    ("trainer.devices", lambda v: v in (1, "1", None) or v == [0], "1 (one device)"),
     ("optimized_metric", lambda v: isinstance(v, str) and v != "", "a logged metric's name, e.g. val/rmse_best"),
+    ("trainer.num_nodes", _positive_int, "an integer >= 1"),
     ("seed", lambda v: v is None or (_is_int(v) and 0 <= v < 2**32), "null or an integer in [0, 2**32)"),
     ("report.top_k", lambda v: v is None or _positive_int(v), "null (all movies) or an integer >= 1"),
     ("report.users", lambda v: isinstance(v, (list, ListConfig)), "a list of user ids, e.g. [0, 2]"),
@@ -87,9 +86,27 @@ def validate_config(cfg: DictConfig) -> None:
             continue
         if not is_valid(value):
             raise ConfigError(key, f"got {value!r}; valid: {valid}")
+    _check_devices(cfg)
 
 
 _ABSENT = object()
+
+
+def _check_devices(cfg: DictConfig) -> None:
+    """Several devices or nodes need trainer=ddp: its steps average the processes' gradients."""
+    trainer = cfg.get("trainer") or {}
+    devices, num_nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    if trainer.get("strategy") != "ddp":
+        if not (devices in (1, "1", None) or devices == [0]):
+            raise ConfigError("trainer.devices", f"got {devices!r}; valid: 1, or several with trainer=ddp (e.g. trainer=ddp trainer.devices=2)")
+        if num_nodes != 1:
+            raise ConfigError("trainer.num_nodes", f"got {num_nodes!r}; valid: 1, or several with trainer=ddp")
+        return
+    device_ids = isinstance(devices, (list, ListConfig)) and len(devices) > 0 and all(_is_int(d) and d >= 0 for d in devices)
+    if not (_positive_int(devices) or devices in ("auto", -1) or device_ids):
+        raise ConfigError("trainer.devices", f"got {devices!r}; valid: auto, -1 (all), a number >= 1 or a list of device ids, e.g. [0, 1]")
+    if OmegaConf.select(cfg, "model.sparse", default=False):
+        raise ConfigError("model.sparse", "DDP averages dense gradients only; use model.sparse=false with trainer=ddp")
 
 
 def _check_known_keys(node: Any, prefix: str, known: set[str]) -> None:

@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.core.optimizer import LightningOptimizer
+from pytorch_lightning.strategies import SingleDeviceStrategy
 from torch.nn import functional as F
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MinMetric
 
@@ -34,7 +35,8 @@ class MFModule(pl.LightningModule):
     ``training_step`` call takes one optimizer step per batch of its chunk, the same arithmetic as
     one call per batch. Inside a chunk the steps skip Lightning's per-step strategy, precision and
     callback hooks (``manual_backward``, ``LightningOptimizer.step``), which cost more than a small
-    MF step; this is exact for 32-bit training on one device, which is what MF needs.
+    MF step; this is exact for 32-bit training on one device. On several devices (DDP) every step
+    goes through those hooks, which average the gradients over the processes.
     """
 
     def __init__(
@@ -139,11 +141,13 @@ class MFModule(pl.LightningModule):
             loss = F.mse_loss(self.model(user, movie), rating)
             if l2:
                 loss = loss + l2 * self.model.l2_penalty(user, movie)
-            loss.backward()
-            _counted_step(optimizer)
+            self._backward_and_step(optimizer, loss)
             losses.append(loss.detach() * len(rating))
         count = sum(len(rating) for _, _, rating in chunk)
         mean_loss = torch.stack(losses).sum() / count
+        # Under DDP: the mean over all processes (each trains as many ratings), the same on every
+        # process, so that all of them stop together on divergence. One device: mean_loss itself.
+        mean_loss = self.trainer.strategy.reduce(mean_loss, reduce_op="mean")
         if not torch.isfinite(mean_loss):
             lr = optimizer.param_groups[0]["lr"]
             raise DivergenceError(
@@ -154,6 +158,16 @@ class MFModule(pl.LightningModule):
         # epoch's checkpoint, so a killed and resumed run's curve has no hole (an epoch-mean
         # metric would only be written after the checkpoint).
         self.log("train/loss", mean_loss, on_step=True, on_epoch=False, batch_size=count)
+
+    def _backward_and_step(self, optimizer: LightningOptimizer, loss: torch.Tensor) -> None:
+        if isinstance(self.trainer.strategy, SingleDeviceStrategy):
+            loss.backward()
+            _counted_step(optimizer)
+        else:
+            # Lightning's own path: under DDP, manual_backward has the gradients averaged over the
+            # processes at every backward pass, so every process takes the same step.
+            self.manual_backward(loss)
+            optimizer.step()
 
     def on_train_start(self) -> None:
         if self.trainer.ckpt_path is None:  # a resumed run keeps the best it restored
@@ -176,7 +190,8 @@ class MFModule(pl.LightningModule):
         rmse = self.val_rmse.compute()
         self.val_rmse_best.update(rmse)
         metrics = {"val/rmse": rmse, "val/mae": self.val_mae.compute(), "val/rmse_best": self.val_rmse_best.compute()}
-        self.log_dict({**metrics, **self._ranking_metrics("val")})
+        # Every DDP process evaluates all of the data, so the values agree; sync_dist says so to Lightning.
+        self.log_dict({**metrics, **self._ranking_metrics("val")}, sync_dist=True)
         self.val_rmse.reset()
         self.val_mae.reset()
 
@@ -185,7 +200,7 @@ class MFModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         metrics = {"test/rmse": self.test_rmse.compute(), "test/mae": self.test_mae.compute()}
-        self.log_dict({**metrics, **self._ranking_metrics("test")})
+        self.log_dict({**metrics, **self._ranking_metrics("test")}, sync_dist=True)
         self.test_rmse.reset()
         self.test_mae.reset()
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_only
 
 from mfrec import dashboard
 from mfrec.app import CONFIG_DIR, in_multirun, override_argument, run_command
@@ -62,6 +65,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # callbacks; mfrec writes last.ckpt itself (mfrec.checkpointing.LastCheckpoint).
         enable_checkpointing=any(isinstance(callback, ModelCheckpoint) for callback in callbacks),
     )
+    _check_ddp_launch(trainer)
 
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
@@ -74,8 +78,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         tested = best or (None if cfg.train else cfg.get("ckpt_path"))
         trainer.test(model, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True)
         test_metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
-        print(format_metrics(test_metrics, f"Test metrics ({'best' if best else 'final'} weights):"))
+        if trainer.is_global_zero:
+            print(format_metrics(test_metrics, f"Test metrics ({'best' if best else 'final'} weights):"))
         metrics.update(test_metrics)
+    if not trainer.is_global_zero:  # DDP: the other processes hold the same weights; rank 0 reports
+        return metrics
     dashboard.publish(cfg, trainer, model, datamodule, metrics)
 
     clip = tuple(ratings.rating_scale) if cfg.report.clip else None
@@ -99,15 +106,38 @@ def resumed_config(run_dir: str) -> DictConfig:
         raise ConfigError("resume", f"{run_dir} was written as {cfg.paths.output_dir}; resume it at that path")
     cfg.ckpt_path, cfg.resume = str(last), None
     hydra_dir = Path(run_dir) / ".hydra"
-    if hydra_dir.is_dir():  # Hydra just wrote this invocation's config there; the run's is the stored one
+    # Hydra just wrote this invocation's config there; the run's is the stored one (DDP: rank 0 writes).
+    if hydra_dir.is_dir() and rank_zero_only.rank == 0:
         OmegaConf.save(cfg, hydra_dir / "config.yaml")
     return cfg
+
+
+def _check_ddp_launch(trainer: pl.Trainer) -> None:
+    """Refuse a DDP run that Lightning would start by re-running a multirun's (-m) command line.
+
+    Lightning starts the other processes of a node by re-running the command line in this run's
+    directory, which is right for a single run only: each process would run the whole sweep.
+    Under torchrun or SLURM, which start the processes themselves, a sweep's job may use DDP.
+    """
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if trainer.num_devices == 1 or environment is None or environment.creates_processes_externally:
+        return
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            "trainer.devices", f"got {trainer.num_devices} devices in a multirun (-m): Lightning starts DDP's other "
+            "processes by re-running the command line, which would run the sweep again; run each job on its own, "
+            "or start the processes with torchrun or SLURM",
+        )
 
 
 def _raise_if_interrupted(trainer: pl.Trainer, cfg: DictConfig) -> None:
     stop = next((callback for callback in trainer.callbacks if isinstance(callback, GracefulStop)), None)
     if stop is None or stop.received is None:
         return
+    if not trainer.is_global_zero:
+        # DDP: rank 0 reports the stop. The others leave quietly: Lightning's launcher takes a
+        # non-zero exit of another process for a crash and kills rank 0, maybe before it reports.
+        sys.exit(0)
     run_dir = cfg.paths.output_dir
     raise Interrupted(
         f"stopped by {signal.Signals(stop.received).name} at the end of an epoch, after {trainer.global_step} "
@@ -195,7 +225,7 @@ def main(cfg: DictConfig) -> float | None:
     A sweep job that fails is reported and returns None, so that the sweep runs its other jobs and
     ends with its summary, which lists the failure and exits non-zero (mfrec.sweeps.callback).
     """
-    if cfg.get("print_config"):
+    if cfg.get("print_config") and rank_zero_only.rank == 0:
         print(OmegaConf.to_yaml(cfg, resolve=True))
     try:
         # A failed resume must not remove the run directory it was pointed at.
@@ -208,7 +238,8 @@ def main(cfg: DictConfig) -> float | None:
         _report_failed_sweep_job(error)
         return None
     run_dir = HydraConfig.get().runtime.output_dir
-    print(f"\nRun directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
+    if rank_zero_only.rank == 0:  # the other processes of a DDP run say nothing
+        print(f"\nRun directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir}")
     return optimized_value(metrics, cfg.optimized_metric, required=bool(cfg.get("optuna_trial")))
 
 

@@ -141,7 +141,10 @@ class RatingsDataModule(pl.LightningDataModule):
         return len(self.test_ratings) > 0
 
     def train_dataloader(self) -> TripleLoader:
-        return self._loader(self.train_ratings, self.batch_size, self.shuffle, self.batches_per_chunk)
+        # Under DDP each process trains on its own shard of every epoch's order (mfrec.data.loader.shard).
+        # Validation and test are not sharded: every process evaluates all of them (see MFModule).
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        return self._loader(self.train_ratings, self.batch_size, self.shuffle, self.batches_per_chunk, rank, world_size)
 
     def val_dataloader(self) -> TripleLoader | list:
         return self._loader(self.val_ratings, self.eval_batch_size, False, 1) if self.has_validation() else []
@@ -154,12 +157,14 @@ class RatingsDataModule(pl.LightningDataModule):
         # collection walk, which costs more than a small SGD step. Tensors already there are kept.
         return [tuple(tensor.to(device, non_blocking=True) for tensor in batch_tensors) for batch_tensors in batch]
 
-    def _loader(self, part: Ratings | None, batch_size: int, shuffle: bool, batches_per_chunk: int) -> TripleLoader:
+    def _loader(
+        self, part: Ratings | None, batch_size: int, shuffle: bool, batches_per_chunk: int, rank: int = 0, world_size: int = 1,
+    ) -> TripleLoader:
         if part is None:
             raise RuntimeError("RatingsDataModule.setup() must run before its data is used")
         return TripleLoader(
             part.users, part.movies, part.ratings, batch_size, shuffle=shuffle, seed=self.seed,
-            batches_per_chunk=batches_per_chunk,
+            batches_per_chunk=batches_per_chunk, rank=rank, world_size=world_size,
         )
 
     def _loaded(self) -> Ratings:
