@@ -39,6 +39,8 @@ def _positive_int(value: Any) -> bool:
 RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("model.embedding_dim", _positive_int, "an integer >= 1"),
     ("model.l2", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    ("model.bias_l2", lambda v: v is None or (_is_number(v) and v >= 0), "null (same as model.l2) or a number >= 0"),
+    ("model.l2_count_exponent", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("model.init_std", lambda v: v is None or (_is_number(v) and v > 0), "null (nn.Embedding's N(0, 1)) or a number > 0"),
     ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0, e.g. 0.01"),
     ("data.batch_size", _positive_int, "an integer >= 1"),

@@ -41,6 +41,10 @@ class MatrixFactorization(nn.Module):
         # `predict` falls back to the global mean plus the biases that are known.
         self.register_buffer("user_known", torch.ones(num_users, dtype=torch.bool))
         self.register_buffer("movie_known", torch.ones(num_movies, dtype=torch.bool))
+        # How strongly each row's L2 penalty counts per rating (`set_l2_count_weights`); derived from
+        # the training data whenever a run starts, so not saved in checkpoints.
+        self.register_buffer("user_l2_weight", torch.ones(num_users), persistent=False)
+        self.register_buffer("movie_l2_weight", torch.ones(num_movies), persistent=False)
 
     def forward(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
         user_embedded = self.user_embedding(user)
@@ -75,9 +79,27 @@ class MatrixFactorization(nn.Module):
         movie_bias = torch.where(self.movie_known, self.movie_bias.weight.squeeze(1), 0.0)
         return self.global_mean + user_bias[:, None] + movie_bias[None, :] + torch.where(known, dot, 0.0)
 
-    def l2_penalty(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
-        """Mean over the batch of the squared norms of the parameters the batch touches."""
-        penalty = self.user_embedding(user).pow(2).sum(1) + self.movie_embedding(movie).pow(2).sum(1)
-        if self.use_biases:
-            penalty = penalty + self.user_bias(user).squeeze(1).pow(2) + self.movie_bias(movie).squeeze(1).pow(2)
+    def set_l2_count_weights(self, user_counts: torch.Tensor, movie_counts: torch.Tensor, exponent: float) -> None:
+        """Scale each row's per-rating L2 penalty by ``(count / mean count) ** -exponent``.
+
+        The penalty is paid once per training rating, so a row's total regularization grows with its
+        rating count (``exponent=0``, Funk SVD's choice). ``exponent=1`` makes every row's total the
+        same; in between, busy users and popular movies are regularized less per rating.
+        """
+        for weight, counts in ((self.user_l2_weight, user_counts), (self.movie_l2_weight, movie_counts)):
+            counts = counts.to(weight.device, torch.float32)
+            rated = counts > 0
+            scale = torch.ones_like(counts)
+            if exponent and rated.any():
+                scale[rated] = (counts[rated] / counts[rated].mean()).pow(-exponent)
+            weight.copy_(scale)
+
+    def l2_penalty(self, user: torch.Tensor, movie: torch.Tensor, l2: float, bias_l2: float) -> torch.Tensor:
+        """Mean over the batch of the weighted squared norms of the parameters the batch touches."""
+        penalty = l2 * (
+            self.user_l2_weight[user] * self.user_embedding(user).pow(2).sum(1)
+            + self.movie_l2_weight[movie] * self.movie_embedding(movie).pow(2).sum(1)
+        )
+        if self.use_biases and bias_l2:
+            penalty = penalty + bias_l2 * (self.user_bias(user).squeeze(1).pow(2) + self.movie_bias(movie).squeeze(1).pow(2))
         return penalty.mean()

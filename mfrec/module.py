@@ -48,6 +48,8 @@ class MFModule(pl.LightningModule):
         init_std: float | None = None,
         global_mean: float = 0.0,
         l2: float = 0.0,
+        bias_l2: float | None = None,
+        l2_count_exponent: float = 0.0,
         rating_scale: tuple[float, float] | None = None,
         clip_predictions: bool = False,
         optimizer: dict | None = None,
@@ -66,6 +68,8 @@ class MFModule(pl.LightningModule):
                 "init_std": init_std,
                 "global_mean": global_mean,
                 "l2": l2,
+                "bias_l2": bias_l2,
+                "l2_count_exponent": l2_count_exponent,
                 "rating_scale": None if rating_scale is None else [float(v) for v in rating_scale],
                 "clip_predictions": clip_predictions,
                 "optimizer": _plain(optimizer) or dict(SEED_OPTIMIZER),
@@ -94,6 +98,11 @@ class MFModule(pl.LightningModule):
         ratings, train = datamodule.ratings, datamodule.train_ratings
         self.model.user_known.copy_(datamodule.known_users())
         self.model.movie_known.copy_(datamodule.known_movies())
+        self.model.set_l2_count_weights(
+            torch.bincount(train.users, minlength=ratings.num_users),
+            torch.bincount(train.movies, minlength=ratings.num_movies),
+            self.hparams.l2_count_exponent,
+        )
         by_user = torch.argsort(train.users, stable=True)
         self.data_info = {
             "user_ids": list(ratings.user_ids),
@@ -135,12 +144,13 @@ class MFModule(pl.LightningModule):
     def training_step(self, chunk: list[Batch], chunk_index: int) -> None:
         optimizer = self.optimizers()
         l2 = self.hparams.l2
+        bias_l2 = l2 if self.hparams.bias_l2 is None else self.hparams.bias_l2
         losses = []
         for user, movie, rating in chunk:
             optimizer.zero_grad()
             loss = F.mse_loss(self.model(user, movie), rating)
-            if l2:
-                loss = loss + l2 * self.model.l2_penalty(user, movie)
+            if l2 or bias_l2:
+                loss = loss + self.model.l2_penalty(user, movie, l2, bias_l2)
             self._backward_and_step(optimizer, loss)
             losses.append(loss.detach() * len(rating))
         count = sum(len(rating) for _, _, rating in chunk)

@@ -21,6 +21,8 @@ from mfrec.train import train
         ("data.batch_size=0", "data.batch_size", "an integer >= 1"),
         ("trainer.max_epochs=0", "trainer.max_epochs", "an integer >= 1"),
         ("model.l2=-1", "model.l2", "a number >= 0"),
+        ("model.bias_l2=-0.1", "model.bias_l2", "null (same as model.l2) or a number >= 0"),
+        ("model.l2_count_exponent=2", "model.l2_count_exponent", "a number in [0, 1]"),
         ("data.val_fraction=1.5", "data.val_fraction", "[0, 1)"),
         ("report.top_k=0", "report.top_k", "an integer >= 1"),
         ("report.users=[0,9]", "report.users", "user 9 is not in the data (5 users, e.g. 0, 1, 2, 3, 4)"),

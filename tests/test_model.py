@@ -38,4 +38,20 @@ def test_l2_penalty_covers_only_the_rows_in_the_batch():
         model.movie_embedding.weight.fill_(0.0)
         model.user_bias.weight.copy_(torch.tensor([[1.0], [5.0], [0.0]]))
     # users 0 and 2: (1 + 1) and (4 + 0), averaged
-    assert model.l2_penalty(torch.tensor([0, 2]), torch.tensor([0, 1])).item() == 3.0
+    assert model.l2_penalty(torch.tensor([0, 2]), torch.tensor([0, 1]), l2=1.0, bias_l2=1.0).item() == 3.0
+    # embeddings and biases weighted separately: (1 + 0.5 * 1) and (4 + 0), averaged
+    assert model.l2_penalty(torch.tensor([0, 2]), torch.tensor([0, 1]), l2=1.0, bias_l2=0.5).item() == 2.75
+
+
+def test_l2_count_weights_regularize_busy_rows_less_per_rating():
+    model = MatrixFactorization(3, 2, 2)
+    # user 0 rated 4 movies, user 1 one, user 2 none; the rated users' mean count is 2.5
+    model.set_l2_count_weights(torch.tensor([4, 1, 0]), torch.tensor([3, 2]), exponent=0.5)
+    assert torch.allclose(model.user_l2_weight, torch.tensor([(4 / 2.5) ** -0.5, (1 / 2.5) ** -0.5, 1.0]))
+    # exponent 1: every rated row pays the same total, count x weight
+    model.set_l2_count_weights(torch.tensor([4, 1, 0]), torch.tensor([3, 2]), exponent=1.0)
+    totals = torch.tensor([4.0, 1.0]) * model.user_l2_weight[:2]
+    assert torch.allclose(totals, totals[0].expand(2))
+    # exponent 0 (the default): every rating pays the same
+    model.set_l2_count_weights(torch.tensor([4, 1, 0]), torch.tensor([3, 2]), exponent=0.0)
+    assert torch.equal(model.movie_l2_weight, torch.ones(2))
