@@ -12,7 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from mfrec.errors import ConfigError
 
 TOP_LEVEL_KEYS = {
-    "task_name", "seed", "train", "test", "ckpt_path", "resume", "print_config", "report", "metrics",
+    "task_name", "seed", "threads", "train", "test", "ckpt_path", "resume", "print_config", "report", "metrics",
     "data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
 }
 REPORT_KEYS = {"users", "top_k", "exclude_seen", "clip"}
@@ -37,6 +37,10 @@ RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("model.embedding_dim", _positive_int, "an integer >= 1"),
     ("model.l2", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     ("model.init_std", lambda v: v is None or (_is_number(v) and v > 0), "null (nn.Embedding's N(0, 1)) or a number > 0"),
+    ("model.sparse", lambda v: isinstance(v, bool), "true or false"),
+    ("model.fused_sgd", lambda v: isinstance(v, bool), "true or false"),
+    ("model.compile", lambda v: isinstance(v, bool), "true or false"),
+    ("model.loss_reduction", lambda v: v in ("mean", "sum"), "mean or sum"),
     ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0, e.g. 0.01"),
     ("data.batch_size", _positive_int, "an integer >= 1"),
     ("data.eval_batch_size", _positive_int, "an integer >= 1"),
@@ -50,6 +54,7 @@ RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     # training on one device only.
     ("trainer.precision", lambda v: v in (None, 32, "32", "32-true"), "32 (mfrec trains in 32-bit)"),
     ("trainer.devices", lambda v: v in (1, "1", None) or v == [0], "1 (one device)"),
+    ("threads", lambda v: v is None or _positive_int(v), "null (torch's default: one per core) or an integer >= 1"),
     ("seed", lambda v: v is None or (_is_int(v) and 0 <= v < 2**32), "null or an integer in [0, 2**32)"),
     ("report.top_k", lambda v: v is None or _positive_int(v), "null (all movies) or an integer >= 1"),
     ("report.users", lambda v: isinstance(v, (list, ListConfig)), "a list of user ids, e.g. [0, 2]"),
@@ -77,9 +82,23 @@ def validate_config(cfg: DictConfig) -> None:
             continue
         if not is_valid(value):
             raise ConfigError(key, f"got {value!r}; valid: {valid}")
+    _check_speed_options(cfg)
 
 
 _ABSENT = object()
+
+
+def _check_speed_options(cfg: DictConfig) -> None:
+    """model.sparse and model.fused_sgd need a fitting optimizer: say so before the data is loaded."""
+    model, optimizer = cfg.get("model"), cfg.get("optimizer")
+    if not model or not optimizer:
+        return
+    from mfrec.module import check_optimizer
+
+    check_optimizer(
+        OmegaConf.to_container(optimizer, resolve=True),
+        sparse=bool(model.get("sparse", False)), fused_sgd=bool(model.get("fused_sgd", False)),
+    )
 
 
 def _check_known_keys(node: Any, prefix: str, known: set[str]) -> None:
