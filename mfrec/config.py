@@ -89,15 +89,15 @@ _ABSENT = object()
 
 
 def _check_speed_options(cfg: DictConfig) -> None:
-    """model.sparse and model.fused_sgd need a fitting optimizer: say so before the data is loaded."""
+    """The speed options and the optimizer must fit together: say so before the data is loaded."""
     model, optimizer = cfg.get("model"), cfg.get("optimizer")
     if not model or not optimizer:
         return
-    from mfrec.module import check_optimizer
+    from mfrec.module import check_speed_options
 
-    check_optimizer(
-        OmegaConf.to_container(optimizer, resolve=True),
-        sparse=bool(model.get("sparse", False)), fused_sgd=bool(model.get("fused_sgd", False)),
+    check_speed_options(
+        OmegaConf.to_container(optimizer, resolve=True), sparse=bool(model.get("sparse", False)),
+        fused_sgd=bool(model.get("fused_sgd", False)), compile=bool(model.get("compile", False)),
     )
 
 

@@ -19,6 +19,9 @@ become a couple of loops over the batch.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
 from mfrec.model import MatrixFactorization
@@ -64,7 +67,11 @@ def sgd_update(
     return loss.sum() * scale
 
 
-_compiled_sgd_update = None
+@functools.cache
+def _compiled_sgd_update() -> Callable[..., torch.Tensor]:
+    """``sgd_update`` compiled on first use, once per process. Dynamic shapes: one kernel for every
+    batch size (an epoch's last batch is shorter) and every table size."""
+    return torch.compile(sgd_update, dynamic=True)
 
 
 @torch.no_grad()
@@ -79,14 +86,7 @@ def sgd_step(
     compile: bool = False,
 ) -> torch.Tensor:
     """One SGD step of ``model`` on a batch, in place; returns the batch's loss (reduced as asked)."""
-    global _compiled_sgd_update
-    update = sgd_update
-    if compile:
-        if _compiled_sgd_update is None:  # compiled on first use, once per process
-            _compiled_sgd_update = torch.compile(sgd_update)
-        update = _compiled_sgd_update
-        for batch_tensor in (user, movie, rating):  # one kernel for every batch size (an epoch's last is shorter)
-            torch._dynamo.mark_dynamic(batch_tensor, 0)
+    update = _compiled_sgd_update() if compile else sgd_update
     biases = (model.user_bias.weight, model.movie_bias.weight) if model.use_biases else (None, None)
     return update(
         model.user_embedding.weight, model.movie_embedding.weight, *biases, model.global_mean,

@@ -71,7 +71,7 @@ class MFModule(pl.LightningModule):
     ):
         super().__init__()
         optimizer = _plain(optimizer) or dict(SEED_OPTIMIZER)
-        check_optimizer(optimizer, sparse=sparse, fused_sgd=fused_sgd)
+        check_speed_options(optimizer, sparse=sparse, fused_sgd=fused_sgd, compile=compile)
         if loss_reduction not in LOSS_REDUCTIONS:
             raise ConfigError("model.loss_reduction", f"got {loss_reduction!r}; valid: {', '.join(LOSS_REDUCTIONS)}")
         # The model first: no random number may be drawn before its embeddings (seed parity).
@@ -279,8 +279,13 @@ def _counted_step(step: Callable[[], Any], optimizer: LightningOptimizer) -> Any
     return result
 
 
-def check_optimizer(optimizer: dict, sparse: bool = False, fused_sgd: bool = False) -> None:
-    """Refuse an optimizer config the speed options cannot work with (see MFModule), naming the fix."""
+def check_speed_options(optimizer: dict, sparse: bool = False, fused_sgd: bool = False, compile: bool = False) -> None:
+    """Refuse speed options (see MFModule) that cannot work together or with the optimizer, naming the fix."""
+    if compile and sparse and not fused_sgd:
+        raise ConfigError(
+            "model.compile", "torch.compile fails on sparse embedding gradients (model.sparse=true); "
+            "model.fused_sgd=true compiles a step that touches only the batch's rows, or set model.sparse=false",
+        )
     target = optimizer.get("_target_", "")
     try:
         optimizer_class = get_object(target)

@@ -85,10 +85,12 @@ def test_compiled_fused_step_equals_the_eager_one():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("option", ["model.fused_sgd=true", "model.sparse=true"])
-def test_the_seed_experiment_is_reproduced_with_fused_or_sparse_steps(make_config, tmp_path, option):
+@pytest.mark.parametrize(
+    "options", [["model.fused_sgd=true"], ["model.sparse=true"], ["model.compile=true"], ["model.fused_sgd=true", "model.compile=true"]]
+)
+def test_the_seed_experiment_is_reproduced_by_every_kind_of_step(make_config, tmp_path, options):
     reference = train_seed(42)
-    train(make_config(option, "print_config=false"))
+    train(make_config(*options, "print_config=false"))
     model = MFModule.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt").model
     users, movies = torch.meshgrid(torch.arange(5), torch.arange(4), indexing="ij")
     with torch.no_grad():
@@ -112,6 +114,7 @@ def test_fused_sgd_follows_the_learning_rate_schedule(make_config, tmp_path):
         (["optimizer=sparse_adam"], "model.sparse", "set model.sparse=true"),
         (["model.fused_sgd=true", "optimizer=adam"], "model.fused_sgd", "optimizer=sgd"),
         (["model.fused_sgd=true", "optimizer.weight_decay=0.01"], "model.fused_sgd", "model.l2"),
+        (["model.sparse=true", "model.compile=true"], "model.compile", "model.fused_sgd=true"),
         (["model.loss_reduction=median"], "model.loss_reduction", "mean or sum"),
         (["threads=0"], "threads", "an integer >= 1"),
     ],
