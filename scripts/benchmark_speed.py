@@ -246,7 +246,7 @@ def main() -> None:
     rows.append(("plain PyTorch seed loop", tutorial.throughput, tutorial.time_to(target), tutorial.curve[-1][1]))
 
     target_text = f"RMSE {target:.4f}" if target is not None else "Surprise's RMSE"
-    print(f"\n{'':34}{'ratings/s':>12}{'vs Surprise':>13}{'time to ' + target_text:>24}{'vs Surprise':>13}{'final RMSE':>12}")
+    print(f"\n{'':40}{'ratings/s':>12}{'vs Surprise':>13}{'time to ' + target_text:>26}{'vs Surprise':>13}{'final RMSE':>12}")
     for label, throughput, seconds, final in rows:
         speed = f"{throughput / surprise_rate:.2f}x" if surprise_runs else "n/a"
         if seconds is not None:
@@ -255,8 +255,8 @@ def main() -> None:
             reached, ratio = "n/a", "n/a"
         else:
             reached, ratio = "not reached" if math.isfinite(final) else "diverged", "-"
-        print(f"{label:34}{rate(throughput):>12}{speed:>13}{reached:>24}{ratio:>13}{final:>12.4f}")
-    if tutorial.time_to(target) is None:
+        print(f"{label:40}{rate(throughput):>12}{speed:>13}{reached:>26}{ratio:>13}{final:>12.4f}")
+    if target is not None and tutorial.time_to(target) is None:
         print(f"(the seed loop trained {tutorial.ratings:,} ratings in {tutorial.seconds:.0f} s; its N(0, 1) "
               f"initialisation at {FACTORS} factors with lr 0.01 {'diverges' if not math.isfinite(tutorial.curve[-1][1]) else 'is slow to converge'})")
     print(f"mfrec epochs per run: {args.epochs}; one-time warm-up (1 epoch, imports, torch.compile): "
