@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -96,7 +97,6 @@ class MFModule(pl.LightningModule):
                 "loss_reduction": loss_reduction,
             }
         )
-        self._batch_loss = torch.compile(self._eager_batch_loss) if compile and not fused_sgd else self._eager_batch_loss
         # What a checkpoint needs beyond the weights to speak raw ids and titles, and to rank
         # without the data: filled by `attach_data`, saved and restored with the checkpoint.
         self.data_info: dict[str, Any] = {}
@@ -174,6 +174,11 @@ class MFModule(pl.LightningModule):
         # epoch's checkpoint, so a killed and resumed run's curve has no hole (an epoch-mean
         # metric would only be written after the checkpoint).
         self.log("train/loss", mean_loss, on_step=True, on_epoch=False, batch_size=count)
+
+    @functools.cached_property
+    def _batch_loss(self) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        # Made on first use, in the process that trains (a compiled function does not pickle).
+        return torch.compile(self._eager_batch_loss) if self.hparams.compile else self._eager_batch_loss
 
     def _eager_batch_loss(self, user: torch.Tensor, movie: torch.Tensor, rating: torch.Tensor) -> torch.Tensor:
         reduction = self.hparams.loss_reduction

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
+from mfrec.data.loader import TripleLoader
 from mfrec.errors import ConfigError
 from mfrec.fused import sgd_step
 from mfrec.model import MatrixFactorization
@@ -149,3 +150,19 @@ def test_threads_sets_torch_threads_and_extra_callbacks_see_every_epoch(make_con
     finally:
         torch.set_num_threads(threads)
     assert counter.epochs == 3
+
+
+def test_shuffled_batches_are_slices_of_one_permutation_per_epoch_whatever_the_chunking():
+    users = torch.arange(50)
+    epochs = {}
+    for batches_per_chunk in (1, 3, 64):
+        loader = TripleLoader(users, users * 10, users.float(), batch_size=8, shuffle=True, seed=4,
+                              batches_per_chunk=batches_per_chunk)  # fmt: skip
+        loader.sampler.set_epoch(2)
+        batches = [batch for chunk in loader for batch in chunk]
+        assert [len(rating) for _, _, rating in batches] == [8] * 6 + [2]
+        for user, movie, rating in batches:  # the triples stay aligned
+            assert torch.equal(movie, user * 10) and torch.equal(rating, user.float())
+        epochs[batches_per_chunk] = torch.cat([user for user, _, _ in batches])
+    assert torch.equal(epochs[1], loader.sampler.indices())
+    assert torch.equal(epochs[1], epochs[3]) and torch.equal(epochs[1], epochs[64])
