@@ -297,9 +297,9 @@ def check_speed_options(optimizer: dict, sparse: bool = False, fused_sgd: bool =
     except Exception:
         return  # an unknown optimizer is reported by the config checks and by instantiate
     uses_weight_decay = bool(optimizer.get("weight_decay", 0))
-    uses_momentum = bool(optimizer.get("momentum", 0))
+    uses_momentum = bool(optimizer.get("momentum", 0) or optimizer.get("nesterov"))
     if fused_sgd:
-        if optimizer_class is not torch.optim.SGD or uses_momentum or uses_weight_decay or optimizer.get("nesterov") or optimizer.get("maximize"):
+        if optimizer_class is not torch.optim.SGD or uses_momentum or uses_weight_decay or optimizer.get("maximize"):
             raise ConfigError(
                 "model.fused_sgd", f"applies plain SGD itself, so it needs optimizer=sgd with momentum=0 and "
                 f"weight_decay=0 (regularise with model.l2); got {target} {_arguments(optimizer)}",
@@ -315,7 +315,7 @@ def check_speed_options(optimizer: dict, sparse: bool = False, fused_sgd: bool =
             "model.sparse", f"weight_decay and momentum touch every row at every step, which undoes sparse "
             f"gradients: set them to 0 (regularise with model.l2); got {_arguments(optimizer)}",
         )
-    if not sparse and issubclass(optimizer_class, torch.optim.SparseAdam):
+    if not sparse and isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.SparseAdam):
         raise ConfigError("model.sparse", f"{target} takes only sparse gradients: set model.sparse=true")
 
 

@@ -10,10 +10,10 @@ single-threaded Cython, and on a machine shared with other jobs one thread is al
   (Lightning loop, data module, chunked batches), without logger and checkpoints
   (``logger=none callbacks=none``), in several variants of the same update (fused SGD compiled or
   eager, autograd with dense embedding gradients compiled or eager, with sparse ones eager): the
-  same arithmetic, so the same RMSE curve, at different speeds. A callback reads the clock from the start of training; after each
-  epoch it evaluates test RMSE off the clock (evaluation time is not counted). Each variant first
-  trains one epoch unmeasured, so that process start-up, imports and ``torch.compile`` (reported
-  separately) are not counted.
+  same arithmetic, so the same RMSE curve, at different speeds. A callback reads the clock from the
+  start of training; after each epoch it evaluates test RMSE off the clock (evaluation time is not
+  counted). Each variant first trains one epoch unmeasured, so that process start-up, imports and
+  ``torch.compile`` (reported separately) are not counted.
 - the tutorial's loop (``nn.Embedding`` N(0, 1), MSE, SGD lr 0.01, one step per rating, built
   from ``torch.tensor([i])``) at 100 factors, over the fold's ratings in file order, stopped after
   ``--seed-seconds`` of training.
@@ -257,8 +257,9 @@ def main() -> None:
             reached, ratio = "not reached" if math.isfinite(final) else "diverged", "-"
         print(f"{label:40}{rate(throughput):>12}{speed:>13}{reached:>26}{ratio:>13}{final:>12.4f}")
     if target is not None and tutorial.time_to(target) is None:
+        outcome = "is slow to converge" if math.isfinite(tutorial.curve[-1][1]) else "diverges"
         print(f"(the seed loop trained {tutorial.ratings:,} ratings in {tutorial.seconds:.0f} s; its N(0, 1) "
-              f"initialisation at {FACTORS} factors with lr 0.01 {'diverges' if not math.isfinite(tutorial.curve[-1][1]) else 'is slow to converge'})")
+              f"initialisation at {FACTORS} factors with lr 0.01 {outcome})")
     print(f"mfrec epochs per run: {args.epochs}; one-time warm-up (1 epoch, imports, torch.compile): "
           + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in warm_up.items()))
     if surprise_runs:
