@@ -12,7 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from mfrec.errors import ConfigError
 
 TOP_LEVEL_KEYS = {
-    "task_name", "seed", "train", "test", "ckpt_path", "resume", "print_config", "report", "metrics",
+    "task_name", "seed", "threads", "train", "test", "ckpt_path", "resume", "print_config", "report", "metrics",
     "optimized_metric", "optuna_trial",
     "data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "dashboard",
 }
@@ -42,6 +42,10 @@ RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("model.bias_l2", lambda v: v is None or (_is_number(v) and v >= 0), "null (same as model.l2) or a number >= 0"),
     ("model.l2_count_exponent", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("model.init_std", lambda v: v is None or (_is_number(v) and v > 0), "null (nn.Embedding's N(0, 1)) or a number > 0"),
+    ("model.sparse", lambda v: isinstance(v, bool), "true or false"),
+    ("model.fused_sgd", lambda v: isinstance(v, bool), "true or false"),
+    ("model.compile", lambda v: isinstance(v, bool), "true or false"),
+    ("model.loss_reduction", lambda v: v in ("mean", "sum"), "mean or sum"),
     ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0, e.g. 0.01"),
     ("data.batch_size", _positive_int, "an integer >= 1"),
     ("data.eval_batch_size", _positive_int, "an integer >= 1"),
@@ -55,6 +59,7 @@ RANGE_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.precision", lambda v: v in (None, 32, "32", "32-true"), "32 (mfrec trains in 32-bit)"),
     ("optimized_metric", lambda v: isinstance(v, str) and v != "", "a logged metric's name, e.g. val/rmse_best"),
     ("trainer.num_nodes", _positive_int, "an integer >= 1"),
+    ("threads", lambda v: v is None or _positive_int(v), "null (torch's default: one per core) or an integer >= 1"),
     ("seed", lambda v: v is None or (_is_int(v) and 0 <= v < 2**32), "null or an integer in [0, 2**32)"),
     ("report.top_k", lambda v: v is None or _positive_int(v), "null (all movies) or an integer >= 1"),
     ("report.users", lambda v: isinstance(v, (list, ListConfig)), "a list of user ids, e.g. [0, 2]"),
@@ -89,6 +94,7 @@ def validate_config(cfg: DictConfig) -> None:
         if not is_valid(value):
             raise ConfigError(key, f"got {value!r}; valid: {valid}")
     _check_devices(cfg)
+    _check_speed_options(cfg)
 
 
 _ABSENT = object()
@@ -109,6 +115,22 @@ def _check_devices(cfg: DictConfig) -> None:
         raise ConfigError("trainer.devices", f"got {devices!r}; valid: auto, -1 (all), a number >= 1 or a list of device ids, e.g. [0, 1]")
     if OmegaConf.select(cfg, "model.sparse", default=False):
         raise ConfigError("model.sparse", "DDP averages dense gradients only; use model.sparse=false with trainer=ddp")
+    if OmegaConf.select(cfg, "model.fused_sgd", default=False):
+        raise ConfigError("model.fused_sgd", "updates the weights without gradients, which DDP cannot average; "
+                          "use model.fused_sgd=false with trainer=ddp")
+
+
+def _check_speed_options(cfg: DictConfig) -> None:
+    """The speed options and the optimizer must fit together: say so before the data is loaded."""
+    model, optimizer = cfg.get("model"), cfg.get("optimizer")
+    if not model or not optimizer:
+        return
+    from mfrec.module import check_speed_options
+
+    check_speed_options(
+        OmegaConf.to_container(optimizer, resolve=True), sparse=bool(model.get("sparse", False)),
+        fused_sgd=bool(model.get("fused_sgd", False)), compile=bool(model.get("compile", False)),
+    )
 
 
 def _check_known_keys(node: Any, prefix: str, known: set[str]) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.core.optimizer import LightningOptimizer
 from pytorch_lightning.strategies import SingleDeviceStrategy
@@ -15,12 +18,16 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MinMetric
 
 from mfrec.data.datamodule import RatingsDataModule
 from mfrec.data.loader import Batch
-from mfrec.errors import DivergenceError
+from mfrec.errors import ConfigError, DivergenceError
+from mfrec.fused import sgd_step
 from mfrec.metrics import ranking_metrics
 from mfrec.model import MatrixFactorization
 
 SEED_OPTIMIZER = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01}
 DEFAULT_RANKING = {"ks": [10], "relevance_threshold": 4.0, "max_users": 10000, "chunk_size": 1024}
+LOSS_REDUCTIONS = ("mean", "sum")
+# Optimizers that take sparse gradients (model.sparse=true), as their config groups are named.
+SPARSE_OPTIMIZERS = {torch.optim.SGD: "sgd", torch.optim.SparseAdam: "sparse_adam", torch.optim.Adagrad: "adagrad"}
 
 
 class MFModule(pl.LightningModule):
@@ -37,6 +44,13 @@ class MFModule(pl.LightningModule):
     callback hooks (``manual_backward``, ``LightningOptimizer.step``), which cost more than a small
     MF step; this is exact for 32-bit training on one device. On several devices (DDP) every step
     goes through those hooks, which average the gradients over the processes.
+
+    Speed options: ``sparse`` (sparse embedding gradients, for SGD, SparseAdam or Adagrad: a step
+    costs in proportion to the batch, not the catalogue), ``fused_sgd`` (plain SGD applied by
+    ``mfrec.fused`` without autograd: the same step, several times faster), ``compile``
+    (``torch.compile`` the per-batch step) and ``loss_reduction`` (``sum`` makes ``lr`` a per-rating
+    step size, as in Surprise's SGD, whatever the batch size; ``mean``, the seed's, divides it by
+    the batch size).
     """
 
     def __init__(
@@ -55,10 +69,18 @@ class MFModule(pl.LightningModule):
         optimizer: dict | None = None,
         scheduler: dict | None = None,
         ranking: dict | None = None,
+        sparse: bool = False,
+        fused_sgd: bool = False,
+        compile: bool = False,
+        loss_reduction: str = "mean",
     ):
         super().__init__()
+        optimizer = _plain(optimizer) or dict(SEED_OPTIMIZER)
+        check_speed_options(optimizer, sparse=sparse, fused_sgd=fused_sgd, compile=compile)
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ConfigError("model.loss_reduction", f"got {loss_reduction!r}; valid: {', '.join(LOSS_REDUCTIONS)}")
         # The model first: no random number may be drawn before its embeddings (seed parity).
-        self.model = MatrixFactorization(num_users, num_movies, embedding_dim, use_biases, init_std, global_mean)
+        self.model = MatrixFactorization(num_users, num_movies, embedding_dim, use_biases, init_std, global_mean, sparse)
         self.save_hyperparameters(
             {
                 "num_users": num_users,
@@ -72,9 +94,13 @@ class MFModule(pl.LightningModule):
                 "l2_count_exponent": l2_count_exponent,
                 "rating_scale": None if rating_scale is None else [float(v) for v in rating_scale],
                 "clip_predictions": clip_predictions,
-                "optimizer": _plain(optimizer) or dict(SEED_OPTIMIZER),
+                "optimizer": optimizer,
                 "scheduler": _plain(scheduler),
                 "ranking": _plain(ranking) or dict(DEFAULT_RANKING),
+                "sparse": sparse,
+                "fused_sgd": fused_sgd,
+                "compile": compile,
+                "loss_reduction": loss_reduction,
             }
         )
         # What a checkpoint needs beyond the weights to speak raw ids and titles, and to rank
@@ -123,14 +149,14 @@ class MFModule(pl.LightningModule):
         self.data_info = self.data_info or checkpoint.get("mfrec_data", {})
         self.run_config = self.run_config or checkpoint.get("mfrec_config", {})
 
-    def seen_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(users, movies) rated in training, as int64 on the model's device."""
+    def seen_pairs(self, dtype: torch.dtype = torch.int64) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users, movies) rated in training, sorted by user, on the model's device."""
         if "seen_users" not in self.data_info:
-            empty = torch.zeros(0, dtype=torch.int64, device=self.device)
+            empty = torch.zeros(0, dtype=dtype, device=self.device)
             return empty, empty
         return (
-            self.data_info["seen_users"].to(self.device, torch.int64),
-            self.data_info["seen_movies"].to(self.device, torch.int64),
+            self.data_info["seen_users"].to(self.device, dtype),
+            self.data_info["seen_movies"].to(self.device, dtype),
         )
 
     def predict_ratings(self, user: torch.Tensor, movie: torch.Tensor) -> torch.Tensor:
@@ -143,17 +169,11 @@ class MFModule(pl.LightningModule):
 
     def training_step(self, chunk: list[Batch], chunk_index: int) -> None:
         optimizer = self.optimizers()
-        l2 = self.hparams.l2
-        bias_l2 = l2 if self.hparams.bias_l2 is None else self.hparams.bias_l2
-        losses = []
-        for user, movie, rating in chunk:
-            optimizer.zero_grad()
-            loss = F.mse_loss(self.model(user, movie), rating)
-            if l2 or bias_l2:
-                loss = loss + self.model.l2_penalty(user, movie, l2, bias_l2)
-            self._backward_and_step(optimizer, loss)
-            losses.append(loss.detach() * len(rating))
+        train_batch = self._fused_sgd_batch if self.hparams.fused_sgd else self._autograd_batch
+        losses = [train_batch(optimizer, user, movie, rating) for user, movie, rating in chunk]
         count = sum(len(rating) for _, _, rating in chunk)
+        if self.hparams.loss_reduction == "mean":  # per-rating totals, whatever the batch sizes
+            losses = [loss * len(rating) for loss, (_, _, rating) in zip(losses, chunk)]
         mean_loss = torch.stack(losses).sum() / count
         # Under DDP: the mean over all processes (each trains as many ratings), the same on every
         # process, so that all of them stop together on divergence. One device: mean_loss itself.
@@ -169,15 +189,45 @@ class MFModule(pl.LightningModule):
         # metric would only be written after the checkpoint).
         self.log("train/loss", mean_loss, on_step=True, on_epoch=False, batch_size=count)
 
-    def _backward_and_step(self, optimizer: LightningOptimizer, loss: torch.Tensor) -> None:
+    @functools.cached_property
+    def _batch_loss(self) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        # Made on first use, in the process that trains (a compiled function does not pickle).
+        return torch.compile(self._eager_batch_loss) if self.hparams.compile else self._eager_batch_loss
+
+    @property
+    def _bias_l2(self) -> float:
+        return self.hparams.l2 if self.hparams.bias_l2 is None else self.hparams.bias_l2
+
+    def _eager_batch_loss(self, user: torch.Tensor, movie: torch.Tensor, rating: torch.Tensor) -> torch.Tensor:
+        reduction = self.hparams.loss_reduction
+        loss = F.mse_loss(self.model(user, movie), rating, reduction=reduction)
+        if self.hparams.l2 or self._bias_l2:
+            loss = loss + self.model.l2_penalty(user, movie, self.hparams.l2, self._bias_l2, reduction)
+        return loss
+
+    def _autograd_batch(self, optimizer: LightningOptimizer, user, movie, rating) -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = self._batch_loss(user, movie, rating)
         if isinstance(self.trainer.strategy, SingleDeviceStrategy):
             loss.backward()
-            _counted_step(optimizer)
+            _counted_step(optimizer.optimizer.step, optimizer)
         else:
             # Lightning's own path: under DDP, manual_backward has the gradients averaged over the
             # processes at every backward pass, so every process takes the same step.
             self.manual_backward(loss)
             optimizer.step()
+        return loss.detach()
+
+    def _fused_sgd_batch(self, optimizer: LightningOptimizer, user, movie, rating) -> torch.Tensor:
+        # The optimizer holds the learning rate (schedulers change it) and counts the steps.
+        lr = optimizer.param_groups[0]["lr"]
+        return _counted_step(
+            lambda: sgd_step(
+                self.model, user, movie, rating, lr, self.hparams.l2, self._bias_l2,
+                self.hparams.loss_reduction, self.hparams.compile,
+            ),
+            optimizer,
+        )
 
     def on_train_start(self) -> None:
         if self.trainer.ckpt_path is None:  # a resumed run keeps the best it restored
@@ -187,11 +237,14 @@ class MFModule(pl.LightningModule):
         scheduler = self.lr_schedulers()
         if scheduler is None:
             return
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            monitor = "val/rmse" if "val/rmse" in self.trainer.callback_metrics else "train/loss"
-            scheduler.step(self.trainer.callback_metrics[monitor])
-        else:
-            scheduler.step()
+        with warnings.catch_warnings():
+            # Fused SGD updates the weights without optimizer.step(), which the scheduler looks for.
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                monitor = "val/rmse" if "val/rmse" in self.trainer.callback_metrics else "train/loss"
+                scheduler.step(self.trainer.callback_metrics[monitor])
+            else:
+                scheduler.step()
 
     def validation_step(self, chunk: list[Batch], chunk_index: int) -> None:
         self._evaluate(chunk, self.val_rmse, self.val_mae)
@@ -231,7 +284,8 @@ class MFModule(pl.LightningModule):
         if not ks or not held_out:
             return {}
         users, movies, ratings = (torch.cat(parts) for parts in zip(*held_out))
-        seen_users, seen_movies = self.seen_pairs()
+        # int32, as stored: ranking_metrics widens them a block at a time (at ML-25M's size, 320 MB less)
+        seen_users, seen_movies = self.seen_pairs(torch.int32)
         metrics = ranking_metrics(
             self.model.score_all, self.hparams.num_movies, seen_users, seen_movies, users, movies, ratings,
             ks=ks, threshold=options.get("relevance_threshold", 4.0),
@@ -248,11 +302,51 @@ class MFModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 
-def _counted_step(optimizer: LightningOptimizer) -> None:
-    """The wrapped optimizer's step, counted in ``trainer.global_step`` as Lightning counts its own."""
+def _counted_step(step: Callable[[], Any], optimizer: LightningOptimizer) -> Any:
+    """``step()``, counted in ``trainer.global_step`` as Lightning counts its optimizer's steps."""
     optimizer._on_before_step()
-    optimizer.optimizer.step()
+    result = step()
     optimizer._on_after_step()
+    return result
+
+
+def check_speed_options(optimizer: dict, sparse: bool = False, fused_sgd: bool = False, compile: bool = False) -> None:
+    """Refuse speed options (see MFModule) that cannot work together or with the optimizer, naming the fix."""
+    if compile and sparse and not fused_sgd:
+        raise ConfigError(
+            "model.compile", "torch.compile fails on sparse embedding gradients (model.sparse=true); "
+            "model.fused_sgd=true compiles a step that touches only the batch's rows, or set model.sparse=false",
+        )
+    target = optimizer.get("_target_", "")
+    try:
+        optimizer_class = get_object(target)
+    except Exception:
+        return  # an unknown optimizer is reported by the config checks and by instantiate
+    uses_weight_decay = bool(optimizer.get("weight_decay", 0))
+    uses_momentum = bool(optimizer.get("momentum", 0) or optimizer.get("nesterov"))
+    if fused_sgd:
+        if optimizer_class is not torch.optim.SGD or uses_momentum or uses_weight_decay or optimizer.get("maximize"):
+            raise ConfigError(
+                "model.fused_sgd", f"applies plain SGD itself, so it needs optimizer=sgd with momentum=0 and "
+                f"weight_decay=0 (regularise with model.l2); got {target} {_arguments(optimizer)}",
+            )
+        return
+    if sparse and optimizer_class not in SPARSE_OPTIMIZERS:
+        raise ConfigError(
+            "model.sparse", f"{target} cannot take sparse gradients; use "
+            f"{', '.join(f'optimizer={name}' for name in SPARSE_OPTIMIZERS.values())}, or model.sparse=false",
+        )
+    if sparse and (uses_weight_decay or uses_momentum):
+        raise ConfigError(
+            "model.sparse", f"weight_decay and momentum touch every row at every step, which undoes sparse "
+            f"gradients: set them to 0 (regularise with model.l2); got {_arguments(optimizer)}",
+        )
+    if not sparse and isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.SparseAdam):
+        raise ConfigError("model.sparse", f"{target} takes only sparse gradients: set model.sparse=true")
+
+
+def _arguments(optimizer: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in optimizer.items() if not key.startswith("_"))
 
 
 def _plain(config: Any) -> Any:

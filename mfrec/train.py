@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -29,14 +31,19 @@ from mfrec.run_result import is_pruned, read_result, recording_result
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Run one experiment and return its final metrics (``train/loss``, ``val/rmse_best``, ``test/rmse``...)."""
+def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, float]:
+    """Run one experiment and return its final metrics (``train/loss``, ``val/rmse_best``, ``test/rmse``...).
+
+    ``callbacks`` are added to the configured ones (a benchmark's clock, say).
+    """
     if cfg.get("resume"):
         cfg = resumed_config(cfg.resume)
     validate_config(cfg)
     continued_from = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None  # clear errors now
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, verbose=False)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
 
     datamodule: RatingsDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -56,7 +63,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     model.attach_data(datamodule)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks = _callbacks(cfg, has_validation=datamodule.has_validation())
+    callbacks = _callbacks(cfg, has_validation=datamodule.has_validation()) + list(callbacks)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,

@@ -16,6 +16,7 @@ Surprise is optional (`pip install -e ".[bench]"`); without it only mfrec's rows
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -128,10 +129,9 @@ def main() -> None:
     quiet_library_noise()
     torch.set_num_threads(1)  # the same single thread Surprise's Cython loop uses
 
-    try:
-        import surprise  # noqa: F401
+    if importlib.util.find_spec("surprise"):
         peers = ["SVD"] if args.no_svdpp else ["SVD", "SVD++"]
-    except ImportError:
+    else:
         print("scikit-surprise not installed: pip install -e '.[bench]' to compare with it\n")
         peers = []
 

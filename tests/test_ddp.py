@@ -149,6 +149,9 @@ def test_natural_order_is_sharded_too():
         (["+trainer.num_nodes=2"], "trainer.num_nodes"),
         (["trainer=ddp", "trainer.devices=0"], "trainer.devices"),
         (["trainer=ddp", "trainer.num_nodes=0"], "trainer.num_nodes"),
+        # DDP averages gradients: neither sparse ones nor the fused step's (it has none) can go with it
+        (["trainer=ddp", "trainer.devices=2", "model.sparse=true"], "model.sparse"),
+        (["trainer=ddp", "trainer.devices=2", "model.fused_sgd=true"], "model.fused_sgd"),
     ],
 )
 def test_several_devices_need_trainer_ddp(make_config, overrides, key):

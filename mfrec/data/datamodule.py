@@ -162,9 +162,11 @@ class RatingsDataModule(pl.LightningDataModule):
     ) -> TripleLoader:
         if part is None:
             raise RuntimeError("RatingsDataModule.setup() must run before its data is used")
+        # On a GPU the whole split moves there once and batches are sliced there: no copy per batch.
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         return TripleLoader(
-            part.users, part.movies, part.ratings, batch_size, shuffle=shuffle, seed=self.seed,
-            batches_per_chunk=batches_per_chunk, rank=rank, world_size=world_size,
+            part.users.to(device), part.movies.to(device), part.ratings.to(device), batch_size,
+            shuffle=shuffle, seed=self.seed, batches_per_chunk=batches_per_chunk, rank=rank, world_size=world_size,
         )
 
     def _loaded(self) -> Ratings:

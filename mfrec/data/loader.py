@@ -90,11 +90,13 @@ class TripleLoader:
 
     def __iter__(self) -> Iterator[list[Batch]]:
         order = self.sampler.indices()
+        if order is not None:  # drawn on the CPU (the same order on every device), used where the data is
+            order = order.to(self.tensors[0].device)
         chunk = self.batch_size * self.batches_per_chunk
         for start in range(0, len(self.sampler), chunk):
             if order is None:
                 parts = [tensor[start : start + chunk] for tensor in self.tensors]
             else:
                 index = order[start : start + chunk]
-                parts = [tensor[index] for tensor in self.tensors]
+                parts = [tensor.index_select(0, index) for tensor in self.tensors]  # a few times faster than tensor[index]
             yield list(zip(*(part.split(self.batch_size) for part in parts)))
