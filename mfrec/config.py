@@ -115,9 +115,6 @@ def _check_devices(cfg: DictConfig) -> None:
         raise ConfigError("trainer.devices", f"got {devices!r}; valid: auto, -1 (all), a number >= 1 or a list of device ids, e.g. [0, 1]")
     if OmegaConf.select(cfg, "model.sparse", default=False):
         raise ConfigError("model.sparse", "DDP averages dense gradients only; use model.sparse=false with trainer=ddp")
-    if OmegaConf.select(cfg, "model.fused_sgd", default=False):
-        raise ConfigError("model.fused_sgd", "updates the weights without gradients, which DDP cannot average; "
-                          "use model.fused_sgd=false with trainer=ddp")
 
 
 def _check_speed_options(cfg: DictConfig) -> None:

@@ -47,7 +47,7 @@ class MFModule(pl.LightningModule):
 
     Speed options: ``sparse`` (sparse embedding gradients, for SGD, SparseAdam or Adagrad: a step
     costs in proportion to the batch, not the catalogue), ``fused_sgd`` (plain SGD applied by
-    ``mfrec.fused`` without autograd: the same step, several times faster), ``compile``
+    ``mfrec.fused`` without autograd: the same step, faster; one process only), ``compile``
     (``torch.compile`` the per-batch step) and ``loss_reduction`` (``sum`` makes ``lr`` a per-rating
     step size, as in Surprise's SGD, whatever the batch size; ``mean``, the seed's, divides it by
     the batch size).
@@ -169,7 +169,10 @@ class MFModule(pl.LightningModule):
 
     def training_step(self, chunk: list[Batch], chunk_index: int) -> None:
         optimizer = self.optimizers()
-        train_batch = self._fused_sgd_batch if self.hparams.fused_sgd else self._autograd_batch
+        # The fused step updates the weights without gradients, which DDP could not average: several
+        # processes take the autograd step, the same arithmetic.
+        fused = self.hparams.fused_sgd and isinstance(self.trainer.strategy, SingleDeviceStrategy)
+        train_batch = self._fused_sgd_batch if fused else self._autograd_batch
         losses = [train_batch(optimizer, user, movie, rating) for user, movie, rating in chunk]
         count = sum(len(rating) for _, _, rating in chunk)
         if self.hparams.loss_reduction == "mean":  # per-rating totals, whatever the batch sizes
@@ -205,7 +208,9 @@ class MFModule(pl.LightningModule):
             loss = loss + self.model.l2_penalty(user, movie, self.hparams.l2, self._bias_l2, reduction)
         return loss
 
-    def _autograd_batch(self, optimizer: LightningOptimizer, user, movie, rating) -> torch.Tensor:
+    def _autograd_batch(
+        self, optimizer: LightningOptimizer, user: torch.Tensor, movie: torch.Tensor, rating: torch.Tensor
+    ) -> torch.Tensor:
         optimizer.zero_grad()
         loss = self._batch_loss(user, movie, rating)
         if isinstance(self.trainer.strategy, SingleDeviceStrategy):
@@ -218,7 +223,9 @@ class MFModule(pl.LightningModule):
             optimizer.step()
         return loss.detach()
 
-    def _fused_sgd_batch(self, optimizer: LightningOptimizer, user, movie, rating) -> torch.Tensor:
+    def _fused_sgd_batch(
+        self, optimizer: LightningOptimizer, user: torch.Tensor, movie: torch.Tensor, rating: torch.Tensor
+    ) -> torch.Tensor:
         # The optimizer holds the learning rate (schedulers change it) and counts the steps.
         lr = optimizer.param_groups[0]["lr"]
         return _counted_step(
@@ -228,6 +235,10 @@ class MFModule(pl.LightningModule):
             ),
             optimizer,
         )
+
+    def on_fit_start(self) -> None:
+        if self.hparams.sparse and self.trainer.world_size > 1:  # also for a Trainer built by hand
+            raise ConfigError("model.sparse", "DDP averages dense gradients only; use model.sparse=false with several processes")
 
     def on_train_start(self) -> None:
         if self.trainer.ckpt_path is None:  # a resumed run keeps the best it restored
@@ -287,7 +298,9 @@ class MFModule(pl.LightningModule):
         # int32, as stored: ranking_metrics widens them a block at a time (at ML-25M's size, 320 MB less)
         seen_users, seen_movies = self.seen_pairs(torch.int32)
         metrics = ranking_metrics(
-            self.model.score_all, self.hparams.num_movies, seen_users, seen_movies, users, movies, ratings,
+            # ranking_metrics hands over CPU user indices; the weights may be on a GPU
+            lambda chunk: self.model.score_all(chunk.to(self.device)),
+            self.hparams.num_movies, seen_users, seen_movies, users, movies, ratings,
             ks=ks, threshold=options.get("relevance_threshold", 4.0),
             chunk_size=options.get("chunk_size", 1024), max_users=options.get("max_users"),
         )

@@ -1,6 +1,6 @@
 """result.json: how a run ended, left in its directory for sweep summaries and other tools.
 
-``{"status": "completed" | "failed" | "pruned", "metrics": {name: value}, "error": str | null,
+``{"status": "completed" | "failed" | "pruned" | "interrupted", "metrics": {name: value}, "error": str | null,
 "overrides": [the run's command-line overrides]}``
 """
 
@@ -14,10 +14,11 @@ from pathlib import Path
 
 from hydra.errors import InstantiationException
 
-from mfrec.errors import ConfigError, DataError
+from mfrec.errors import ConfigError, DataError, Interrupted
 
 RESULT_FILE = "result.json"
-COMPLETED, FAILED, PRUNED = "completed", "failed", "pruned"
+# interrupted: stopped by SIGTERM / Ctrl-C at an epoch's end, resumable with resume=<run dir>
+COMPLETED, FAILED, PRUNED, INTERRUPTED = "completed", "failed", "pruned", "interrupted"
 
 
 @dataclass
@@ -80,7 +81,7 @@ def recording_result(
     except Exception as error:
         cause = _cause(error)
         if record_startup_errors or not isinstance(cause, (ConfigError, DataError)):
-            status = PRUNED if is_pruned(cause) else FAILED
+            status = PRUNED if is_pruned(cause) else INTERRUPTED if isinstance(cause, Interrupted) else FAILED
             write_result(run_dir, RunResult(status, error=f"{type(cause).__name__}: {cause}", overrides=overrides))
         raise
     write_result(run_dir, RunResult(COMPLETED, metrics=dict(metrics), overrides=overrides))

@@ -12,7 +12,6 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -129,7 +128,7 @@ def _check_ddp_launch(trainer: pl.Trainer) -> None:
     environment = getattr(trainer.strategy, "cluster_environment", None)
     if trainer.num_devices == 1 or environment is None or environment.creates_processes_externally:
         return
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if in_multirun():
         raise ConfigError(
             "trainer.devices", f"got {trainer.num_devices} devices in a multirun (-m): Lightning starts DDP's other "
             "processes by re-running the command line, which would run the sweep again; run each job on its own, "
@@ -194,7 +193,10 @@ def _train_command(cfg: DictConfig) -> dict[str, float]:
                 "resume", f"continues a run with the config stored in it, so {' '.join(ignored)} would be ignored; "
                 "to continue with changes give ckpt_path=<run dir>/checkpoints/last.ckpt and the overrides instead",
             )
-    return train(cfg)
+    metrics = train(cfg)
+    if cfg.get("optuna_trial"):  # a trial must return its metric: a misspelled name fails here, recorded as failed
+        optimized_value(metrics, cfg.optimized_metric, required=True)
+    return metrics
 
 
 def optimized_value(metrics: dict[str, float], name: str, required: bool) -> float | None:
@@ -208,8 +210,13 @@ def optimized_value(metrics: dict[str, float], name: str, required: bool) -> flo
 
 def _train_and_record(cfg: DictConfig) -> dict[str, float]:
     """``_train_command``, leaving result.json in the run directory however it ends (mfrec.run_result)."""
+    if rank_zero_only.rank != 0:  # DDP: rank 0 speaks for the run
+        return _train_command(cfg)
     hydra_cfg = HydraConfig.get()
-    run_dir, overrides = hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task)
+    run_dir = hydra_cfg.runtime.output_dir
+    # Bookkeeping overrides (the Optuna sweeper's optuna_trial) are no part of what the run varies.
+    excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    overrides = [o for o in hydra_cfg.overrides.task if o.lstrip("+~").split("=", 1)[0] not in excluded]
     previous = read_result(run_dir) if cfg.get("resume") else None
     if previous is not None:  # a resumed run keeps the overrides it was started with, not resume=...
         overrides = previous.overrides
@@ -242,6 +249,9 @@ def main(cfg: DictConfig) -> float | None:
         # sweeper's to record.
         if not in_multirun() or is_pruned(error) or cfg.get("optuna_trial"):
             raise
+        if isinstance(error, Interrupted):  # SIGTERM / Ctrl-C stops the whole sweep, not just this job
+            print(f"mfrec-train: {error}", file=sys.stderr)
+            sys.exit(error.exit_code)  # SystemExit passes Hydra's per-job error handling
         _report_failed_sweep_job(error)
         return None
     run_dir = HydraConfig.get().runtime.output_dir

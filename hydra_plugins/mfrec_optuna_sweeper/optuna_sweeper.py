@@ -59,7 +59,11 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from hydra_plugins.mfrec_optuna_sweeper._study import run_study
+        try:
+            from hydra_plugins.mfrec_optuna_sweeper._study import run_study
+        except ModuleNotFoundError as missing:  # optuna comes with the sweep extra
+            print(f"mfrec-train: error: hparams_search needs {missing.name}: pip install -e \".[sweep]\"", file=sys.stderr)
+            sys.exit(1)
 
         try:
             run_study(self, arguments)

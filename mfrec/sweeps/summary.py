@@ -19,13 +19,13 @@ from pathlib import Path
 
 import yaml
 
-from mfrec.run_result import COMPLETED, FAILED, PRUNED, RESULT_FILE, read_result
+from mfrec.run_result import COMPLETED, FAILED, INTERRUPTED, PRUNED, RESULT_FILE, read_result
 
 DEFAULT_METRIC = "val/rmse_best"
 NO_RESULT = "no result"
 CSV_NAME, PLOT_NAME = "summary.csv", "summary.png"
 # Listing order of the jobs that have no value of the metric.
-_STATUS_ORDER = {COMPLETED: 0, PRUNED: 1, FAILED: 2, NO_RESULT: 3}
+_STATUS_ORDER = {COMPLETED: 0, PRUNED: 1, INTERRUPTED: 2, FAILED: 3, NO_RESULT: 4}
 
 
 @dataclass
@@ -73,7 +73,7 @@ def ranked(jobs: Sequence[Job], metric: str, direction: str) -> list[Job]:
     """Jobs with a value of ``metric``, best first, then the others: completed, pruned, failed, no result."""
     scored = [job for job in jobs if _value(job, metric) is not None]
     scored.sort(key=lambda job: _value(job, metric), reverse=direction == "max")
-    others = sorted((job for job in jobs if job not in scored), key=lambda job: _STATUS_ORDER.get(job.status, 4))
+    others = sorted((job for job in jobs if job not in scored), key=lambda job: _STATUS_ORDER.get(job.status, 5))
     return scored + others
 
 
