@@ -214,9 +214,8 @@ def _train_and_record(cfg: DictConfig) -> dict[str, float]:
         return _train_command(cfg)
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
-    # Bookkeeping overrides (the Optuna sweeper's optuna_trial) are no part of what the run varies.
-    excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys)
-    overrides = [o for o in hydra_cfg.overrides.task if o.lstrip("+~").split("=", 1)[0] not in excluded]
+    # The Optuna sweeper's bookkeeping (storage, study, trial number) is no part of what the run varies.
+    overrides = [o for o in hydra_cfg.overrides.task if o.lstrip("+~").split("=", 1)[0] != "optuna_trial"]
     previous = read_result(run_dir) if cfg.get("resume") else None
     if previous is not None:  # a resumed run keeps the overrides it was started with, not resume=...
         overrides = previous.overrides

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -177,6 +178,27 @@ def test_a_failed_job_is_reported_the_others_run_and_the_sweep_exits_non_zero(tm
     assert completed.status == "completed" and "train/loss" in completed.metrics
     summary = done.stdout[done.stdout.index(f"Sweep {sweep_dir}"):]
     assert "1 completed, 1 failed" in summary and "DivergenceError" in summary
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_whole_sweep_and_the_job_can_be_resumed(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "mfrec.train", "-m", "seed=1,2", "trainer.max_epochs=100000", "print_config=false",
+         f"hydra.sweep.dir={sweep_dir}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    first_checkpoint = sweep_dir / "0-seed=1" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not first_checkpoint.exists():
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGTERM)
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 128 + signal.SIGTERM, stderr
+    assert "Continue with: mfrec-train" in stderr
+    assert read_result(sweep_dir / "0-seed=1").status == "interrupted"
+    assert not (sweep_dir / "1-seed=2").exists()  # the sweep stopped: the next job never started
 
 
 @pytest.mark.slow
