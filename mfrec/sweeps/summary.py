@@ -142,11 +142,17 @@ def plot_metric(jobs: Sequence[Job], metric: str, direction: str, path: Path) ->
         print(f"No plot: no job has a value of {metric}; {path.name} not written")
         return None
     best = ranked(scored, metric, direction)[0]
-    figure = Figure(figsize=(4 * len(keys), 3.5), layout="constrained")
+    columns = min(len(keys), 3)  # a grid, so that a search over many parameters stays readable
+    rows = -(-len(keys) // columns)
+    figure = Figure(figsize=(4.5 * columns, 3.5 * rows + 0.5), layout="constrained")
     missing = len(jobs) - len(scored)
-    figure.suptitle(f"{metric} ({direction}); best: {best.name}" + (f"; {_count(missing, 'job')} without a value not shown" if missing else ""),
+    best_name = best.name if len(best.name) <= 60 else best.name[:57] + "..."  # Optuna trials' names run long
+    figure.suptitle(f"{metric} ({direction}); best: {best_name}" + (f"; {_count(missing, 'job')} without a value not shown" if missing else ""),
                     fontsize="medium")
-    for axes, key in zip(figure.subplots(1, len(keys), squeeze=False)[0], keys):
+    grid = figure.subplots(rows, columns, squeeze=False).flat
+    for unused in list(grid)[len(keys):]:
+        unused.set_visible(False)
+    for axes, key in zip(figure.axes, keys):
         with_key = [job for job in scored if key in job.overrides]
         values = [job.overrides[key] for job in with_key]
         numbers = _as_numbers(values)
